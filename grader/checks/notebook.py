@@ -1,0 +1,42 @@
+"""``notebook`` checks: the notebook is present, is a valid notebook, and has been executed.
+
+Notebooks are never re-run (the course grades their presence and outputs); they are parsed
+with nbformat in the trusted process, which reads JSON and executes nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from grader.checks.base import CaseResult, CheckSpec, register_kind
+from grader.checks.context import CheckContext
+
+
+class NotebookCheck(CheckSpec):
+    kind: Literal["notebook"]
+    min_executed_cells: int = Field(1, ge=1, description="code cells that must have run (execution_count or outputs)")
+
+
+@register_kind("notebook", NotebookCheck, needs_python=False)
+def run_notebook(spec: NotebookCheck, ctx: CheckContext) -> list[CaseResult]:
+    import nbformat
+
+    text = ctx.submission.text(spec.file) or ""
+    try:
+        nb = nbformat.reads(text, as_version=4)
+    except Exception as exc:  # nbformat raises several types for malformed JSON
+        reason = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
+        return [
+            CaseResult("valid notebook", False, 1.0, f"{spec.file} is not a valid Jupyter notebook: {reason}. Upload the .ipynb file itself (File > Download > .ipynb)."),
+            CaseResult("executed", False, 1.0, f"{spec.file} could not be read, so its outputs could not be checked."),
+        ]
+    code = [c for c in nb.cells if c.get("cell_type") == "code"]
+    ran = [c for c in code if c.get("execution_count") is not None or c.get("outputs")]
+    results = [CaseResult("valid notebook", True, 1.0, f"{spec.file} is a valid notebook with {len(code)} code cells.")]
+    if len(ran) >= spec.min_executed_cells:
+        results.append(CaseResult("executed", True, 1.0, f"{len(ran)} of {len(code)} code cells have been executed."))
+    else:
+        results.append(CaseResult("executed", False, 1.0, f"only {len(ran)} of {len(code)} code cells have been executed (need at least {spec.min_executed_cells}). Run all cells (Runtime > Run all) and save before downloading."))
+    return results

@@ -1,0 +1,104 @@
+"""The ``grader`` command: a thin shell over the library (everything here is callable from Python).
+
+Exit codes: 0 when grading completed (whatever the score), 2 for usage/configuration errors,
+1 when the grader could not run (results.json still written with an internal-error row).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Optional, Sequence
+
+from grader import __version__
+
+
+def _add_config(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", type=Path, default=None, help="grader.yaml (default: $GRADER_CONFIG, ./grader.yaml, the bundled one)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="grader", description="Autograder for deep-learning course projects (Gradescope + local).")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="grade one submission (folder or zip) and write results.json")
+    run.add_argument("submission", type=Path)
+    run.add_argument("--results", type=Path, default=Path("results.json"), help="where to write results.json (default ./results.json)")
+    run.add_argument("--markdown", type=Path, default=None, help="also write the full feedback as markdown")
+    run.add_argument("--only", action="append", default=None, help="run only this check id or file (repeatable)")
+    run.add_argument("--budget", type=float, default=None, help="override the total time budget (seconds)")
+    run.add_argument("--quiet", action="store_true", help="do not print the table")
+    _add_config(run)
+
+    demo = sub.add_parser("demo", help="grade the bundled examples (reference, untouched template) and print the tables")
+    demo.add_argument("--out", type=Path, default=Path("out/demo"))
+    _add_config(demo)
+
+    chk = sub.add_parser("check-specs", help="validate every spec and run it against the reference (it must score full marks)")
+    _add_config(chk)
+    return parser
+
+
+def _load(config: Optional[Path]):
+    from grader.config import default_config_path, load_config
+
+    return load_config(config or default_config_path())
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from grader.engine import GradeOptions, grade_to_file
+    from grader.errors import ConfigError
+    from grader.report import markdown, table
+
+    assignment, error = None, None
+    try:
+        assignment = _load(args.config)
+    except ConfigError as exc:
+        error = str(exc)
+        print(f"error: {exc}", file=sys.stderr)
+    run = grade_to_file(args.submission, assignment, args.results, GradeOptions(total_budget=args.budget, only=args.only), config_error=error)
+    if not args.quiet:
+        print(table(run, title=f"{assignment.title if assignment else 'grading'}: {args.submission}"))
+        print(f"results written to {args.results}")
+    if args.markdown:
+        args.markdown.parent.mkdir(parents=True, exist_ok=True)
+        args.markdown.write_text(markdown(run), encoding="utf-8")
+    if run.internal_errors and not run.verdicts:
+        return 1
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from grader.demo import run_demo
+
+    return run_demo(_load(args.config), args.out)
+
+
+def cmd_check_specs(args: argparse.Namespace) -> int:
+    from grader.selfcheck import check_specs
+
+    return check_specs(_load(args.config))
+
+
+COMMANDS = {"run": cmd_run, "demo": cmd_demo, "check-specs": cmd_check_specs}
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    from grader.errors import GraderError
+
+    try:
+        return COMMANDS[args.command](args)
+    except GraderError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,302 @@
+"""All tolerance logic lives here: one comparison engine, honest messages.
+
+Modelled on torch.testing's design: attributes are checked in order (type, shape, dtype, then
+values), each with its own sentence, and values use ``|got - expected| <= atol + rtol*|expected|``.
+Every comparison is written so that NaN/Inf *fail* (``not (err <= tol)``) unless the spec
+explicitly expects NaN; the FIELD_NOTES list graders that let NaN through with ``err > tol``.
+
+The result is a :class:`Comparison` with a student-facing message; misuse (an unknown value
+type in the *reference* output) raises :class:`~grader.errors.SpecError` instead, because that is
+the instructor's bug, not the student's.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Literal, Optional, Sequence
+
+import numpy as np
+import torch
+
+from grader.errors import SpecError
+
+DtypePolicy = Literal["exact", "kind", "any"]
+ShapePolicy = Literal["exact", "squeeze"]
+Mode = Literal["allclose", "rel_error", "exact"]
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """How close is close enough.
+
+    ``allclose``: elementwise ``|g-e| <= atol + rtol*|e|`` (torch.testing's rule).
+    ``rel_error``: the course's scalar measure ``max|g-e| / max(max(|g|+|e|), floor)`` <= bound
+    (how the notebooks compare naive and vectorized results).
+    ``exact``: equality (integers, labels, booleans).
+    """
+
+    mode: Mode = "allclose"
+    rtol: float = 1e-7
+    atol: float = 1e-9
+    bound: float = 1e-6
+    floor: float = 1e-8
+    dtype: DtypePolicy = "kind"
+    shape: ShapePolicy = "exact"
+    expect_nan: bool = False
+
+    def describe(self) -> str:
+        if self.mode == "exact":
+            return "exact equality"
+        if self.mode == "rel_error":
+            return f"relative error <= {self.bound:g}"
+        return f"|got - expected| <= {self.atol:g} + {self.rtol:g}*|expected|"
+
+
+@dataclass
+class Comparison:
+    ok: bool
+    message: str = ""
+    # numeric facts for diagnosis (mistake matching, ratios); None when not numeric
+    expected: Optional[np.ndarray] = None
+    got: Optional[np.ndarray] = None
+    details: dict = field(default_factory=dict)
+    # remarks that do not decide the verdict (e.g. "a Python float where a tensor is expected")
+    notes: list = field(default_factory=list)
+
+
+# --------------------------------------------------------------------------- normalising values
+
+def _kind_of(value: Any) -> str:
+    if isinstance(value, torch.Tensor):
+        return "tensor"
+    if isinstance(value, np.ndarray):
+        return "array"
+    if isinstance(value, (bool, np.bool_)):
+        return "bool"
+    if isinstance(value, (int, np.integer)):
+        return "int"
+    if isinstance(value, (float, np.floating)):
+        return "float"
+    if isinstance(value, (list, tuple)):
+        return "sequence"
+    if isinstance(value, dict):
+        return "dict"
+    if value is None:
+        return "none"
+    if isinstance(value, str):
+        return "str"
+    return "unknown"
+
+
+def _numeric(value: Any) -> tuple[np.ndarray, str] | None:
+    """A numeric value as (numpy array, dtype name) or None if it is not numeric."""
+    if isinstance(value, torch.Tensor):
+        t = value.detach().cpu()
+        if t.dtype == torch.bfloat16 or t.dtype == torch.float16:
+            t = t.to(torch.float32)
+        return t.numpy(), str(value.dtype).replace("torch.", "")
+    if isinstance(value, np.ndarray):
+        if value.dtype == object:
+            return None
+        return value, str(value.dtype)
+    if isinstance(value, (bool, np.bool_)):
+        return np.asarray(value, dtype=bool), "bool"
+    if isinstance(value, (int, np.integer)):
+        return np.asarray(value, dtype=np.int64), "int"
+    if isinstance(value, (float, np.floating)):
+        return np.asarray(value, dtype=np.float64), "float"
+    return None
+
+
+def _dtype_kind(name: str) -> str:
+    if name in ("bool",):
+        return "bool"
+    if name.startswith(("int", "uint")) or name == "int":
+        return "integer"
+    if name.startswith(("float", "bfloat")) or name == "float":
+        return "floating"
+    if name.startswith("complex"):
+        return "complex"
+    return name
+
+
+def describe_value(value: Any) -> str:
+    """Short type description for messages: 'a float64 tensor of shape (3, 4)'."""
+    if isinstance(value, torch.Tensor):
+        dt = str(value.dtype).replace("torch.", "")
+        return f"a {dt} tensor of shape {tuple(value.shape)}"
+    if isinstance(value, np.ndarray):
+        return f"a numpy {value.dtype} array of shape {value.shape}"
+    if isinstance(value, (list, tuple)):
+        return f"a {type(value).__name__} of length {len(value)}"
+    if isinstance(value, dict):
+        return f"a dict with {len(value)} keys"
+    if value is None:
+        return "None"
+    return f"a Python {type(value).__name__} ({value!r})" if isinstance(value, (int, float, bool, str)) else type(value).__name__
+
+
+def _fmt(x: Any) -> str:
+    if isinstance(x, (float, np.floating)):
+        return f"{float(x):.10g}"
+    return str(x.item() if hasattr(x, "item") else x)
+
+
+def _index_str(idx: Sequence[int]) -> str:
+    return "(" + ", ".join(str(int(i)) for i in idx) + ("," if len(idx) == 1 else "") + ")"
+
+
+# --------------------------------------------------------------------------- the comparison
+
+def compare(expected: Any, got: Any, tol: Tolerance, what: str = "output") -> Comparison:
+    """Compare a student's value with the reference's; message names ``what`` on failure."""
+    ek, gk = _kind_of(expected), _kind_of(got)
+    if ek == "unknown":
+        raise SpecError(f"the reference returned an unsupported type {type(expected).__name__} for {what}")
+
+    if ek in ("sequence",):
+        if gk != "sequence":
+            # a tuple of numbers vs a tensor is still a type error: the API says which
+            return Comparison(False, f"{what}: expected {describe_value(expected)}, got {describe_value(got)}.")
+        if len(expected) != len(got):
+            return Comparison(False, f"{what}: expected {len(expected)} items, got {len(got)}.")
+        for i, (e, g) in enumerate(zip(expected, got)):
+            sub = compare(e, g, tol, f"{what}[{i}]")
+            if not sub.ok:
+                return sub
+        return Comparison(True)
+
+    if ek == "dict":
+        if gk != "dict":
+            return Comparison(False, f"{what}: expected {describe_value(expected)}, got {describe_value(got)}.")
+        missing = [k for k in expected if k not in got]
+        extra = [k for k in got if k not in expected]
+        if missing or extra:
+            parts = []
+            if missing:
+                parts.append(f"missing keys {sorted(missing, key=repr)}")
+            if extra:
+                parts.append(f"unexpected keys {sorted(extra, key=repr)}")
+            return Comparison(False, f"{what}: " + "; ".join(parts) + ".")
+        for k in expected:
+            sub = compare(expected[k], got[k], tol, f"{what}[{k!r}]")
+            if not sub.ok:
+                return sub
+        return Comparison(True)
+
+    if ek in ("none", "str"):
+        ok = expected == got and type(expected) is type(got)
+        return Comparison(ok, "" if ok else f"{what}: expected {expected!r}, got {describe_value(got)}.")
+
+    # numeric: tensor, array, int, float, bool
+    e = _numeric(expected)
+    g = _numeric(got)
+    if g is None:
+        return Comparison(False, f"{what}: expected {describe_value(expected)}, got {describe_value(got)}.")
+    assert e is not None
+    note = ""
+    if ek == "tensor" and gk != "tensor" and tol.dtype != "any":
+        if not (expected.ndim == 0 and gk in ("int", "float")):
+            return Comparison(False, f"{what}: expected {describe_value(expected)}, got {describe_value(got)}; return a torch tensor.")
+        # A Python number where a 0-d tensor is expected: the value can still be right, but
+        # the course's training loop calls .item() on it, so say so without failing here.
+        note = (f"Note: {what} is a Python {type(got).__name__}, not a torch tensor; "
+                "train_linear_classifier calls loss.item(), so return a 0-d tensor.")
+    result = _compare_arrays(e[0], e[1], g[0], g[1], tol, what)
+    if note:
+        result.notes.append(note)
+    return result
+
+
+def _compare_arrays(e: np.ndarray, e_dtype: str, g: np.ndarray, g_dtype: str, tol: Tolerance, what: str) -> Comparison:
+    e_shape, g_shape = tuple(e.shape), tuple(g.shape)
+    if tol.shape == "squeeze":
+        e, g = np.squeeze(e), np.squeeze(g)
+    if e.shape != g.shape:
+        hint = ""
+        if len(e.shape) == 2 and tuple(reversed(e.shape)) == tuple(g.shape):
+            hint = " (transposed?)"
+        return Comparison(False, f"{what}: shape mismatch: expected {e_shape}, got {g_shape}{hint}.")
+    if tol.dtype == "exact" and e_dtype != g_dtype and not (e_dtype in ("int", "float") or g_dtype in ("int", "float")):
+        return Comparison(False, f"{what}: dtype mismatch: expected {e_dtype}, got {g_dtype}.")
+    if tol.dtype in ("exact", "kind") and _dtype_kind(e_dtype) != _dtype_kind(g_dtype):
+        # an int-valued float passes 'any' only: labels must be integers, distances floats
+        if not (_dtype_kind(e_dtype) == "floating" and _dtype_kind(g_dtype) == "integer" and e.ndim == 0):
+            return Comparison(False, f"{what}: dtype mismatch: expected {_dtype_kind(e_dtype)} values ({e_dtype}), got {g_dtype}.")
+
+    if _dtype_kind(g_dtype) == "complex":
+        return Comparison(False, f"{what}: got complex values ({g_dtype}); expected real numbers.")
+
+    ef = e.astype(np.float64) if e.dtype != bool else e.astype(np.float64)
+    gf = g.astype(np.float64) if g.dtype != bool else g.astype(np.float64)
+    details = {"expected": ef, "got": gf}
+
+    if tol.expect_nan:
+        nan_ok = np.array_equal(np.isnan(ef), np.isnan(gf))
+        if not nan_ok:
+            return Comparison(False, f"{what}: NaN pattern differs from the expected one.", ef, gf)
+        mask = ~np.isnan(ef)
+        ef, gf = ef[mask], gf[mask]
+        e = e[mask] if e.ndim else e
+
+    total = int(ef.size)
+    if total == 0:
+        return Comparison(True, expected=ef, got=gf)
+
+    nonfinite = ~np.isfinite(gf)
+    if nonfinite.any() and not (tol.expect_nan and np.isnan(gf).all()):
+        first = np.argwhere(nonfinite)[0] if gf.ndim else ()
+        n = int(nonfinite.sum())
+        where = f" first at index {_index_str(first)}" if gf.ndim else ""
+        val = gf[tuple(first)] if gf.ndim else gf
+        return Comparison(
+            False,
+            f"{what}: {n} / {total} values are not finite (NaN or Inf){where}: got {_fmt(val)}. "
+            "NaN/Inf never pass; check for division by zero, log(0) or overflow (e.g. exp of large scores).",
+            ef, gf, details,
+        )
+
+    if tol.mode == "exact":
+        bad = ef != gf
+    elif tol.mode == "allclose":
+        allowed = tol.atol + tol.rtol * np.abs(ef)
+        bad = ~(np.abs(gf - ef) <= allowed)
+    else:
+        denom = max(float(np.max(np.abs(gf) + np.abs(ef))), tol.floor)
+        rel = float(np.max(np.abs(gf - ef))) / denom
+        if rel <= tol.bound:
+            return Comparison(True, expected=ef, got=gf, details={"rel_error": rel})
+        bad = ~(np.abs(gf - ef) <= tol.bound * denom)
+        details["rel_error"] = rel
+
+    if not bad.any():
+        return Comparison(True, expected=ef, got=gf, details=details)
+    return Comparison(False, _mismatch_message(ef, gf, bad, tol, what, details), ef, gf, details)
+
+
+def _mismatch_message(ef: np.ndarray, gf: np.ndarray, bad: np.ndarray, tol: Tolerance, what: str, details: dict) -> str:
+    total, n_bad = int(ef.size), int(bad.sum())
+    absdiff = np.abs(gf - ef)
+    reldiff = absdiff / np.maximum(np.abs(ef), np.finfo(np.float64).tiny)
+    if ef.ndim == 0:
+        line = f"{what}: expected {_fmt(ef)}, got {_fmt(gf)}"
+        if tol.mode != "exact":
+            line += f" (absolute difference {absdiff.item():.3g}, relative {reldiff.item():.3g}; allowed: {tol.describe()})"
+        return line + "."
+    first = tuple(np.argwhere(bad)[0])
+    worst_abs = np.unravel_index(int(np.argmax(absdiff)), absdiff.shape)
+    lines = [
+        f"{what}: mismatched elements: {n_bad} / {total} ({100.0 * n_bad / total:.1f}%).",
+        f"First mismatch at index {_index_str(first)}: expected {_fmt(ef[first])}, got {_fmt(gf[first])}.",
+    ]
+    if tol.mode != "exact":
+        worst_rel = np.unravel_index(int(np.argmax(np.where(bad, reldiff, 0))), reldiff.shape)
+        lines.append(
+            f"Greatest absolute difference: {absdiff[worst_abs]:.4g} at index {_index_str(worst_abs)}; "
+            f"greatest relative difference: {reldiff[worst_rel]:.4g} at index {_index_str(worst_rel)} "
+            f"(allowed: {tol.describe()})."
+        )
+        if "rel_error" in details:
+            lines.append(f"Relative error {details['rel_error']:.3g} (bound {tol.bound:g}).")
+    return " ".join(lines)

@@ -1,0 +1,44 @@
+"""Name *how* a wrong numeric answer differs, when that can be seen from the numbers alone.
+
+Called only after a comparison failed, and never changes a score: it only adds a sentence
+such as "your values are exactly 2x the expected ones" that points at the usual culprit.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+
+
+def describe_difference(expected: Optional[np.ndarray], got: Optional[np.ndarray], rtol: float = 1e-6) -> Optional[str]:
+    if expected is None or got is None:
+        return None
+    e = np.asarray(expected, dtype=np.float64)
+    g = np.asarray(got, dtype=np.float64)
+    if e.size == 0 or not np.isfinite(g).all() or not np.isfinite(e).all():
+        return None
+
+    def close(a: np.ndarray, b: np.ndarray) -> bool:
+        scale = max(float(np.max(np.abs(b))) if b.size else 0.0, 1e-12)
+        return bool(np.all(np.abs(a - b) <= rtol * scale + 1e-12))
+
+    if e.ndim == 2 and g.shape == e.shape[::-1] and e.shape[0] != e.shape[1] and close(g.T, e):
+        return "your result is the transpose of the expected one."
+    if g.shape != e.shape:
+        return None
+    if not np.any(g) and np.any(e):
+        return "your result is all zeros: is the function still the starter placeholder?"
+    if np.any(e) and close(g, -e):
+        return "your result has the opposite sign of the expected one (a sign flip)."
+    nz = np.abs(e) > 1e-12 * max(float(np.max(np.abs(e))), 1e-300)
+    if nz.sum() >= 1:
+        ratios = g[nz] / e[nz]
+        r = float(np.median(ratios))
+        if np.isfinite(r) and abs(r - 1.0) > 1e-6 and r != 0 and close(g, r * e):
+            return f"your result is {r:.6g} times the expected one (a constant factor: a missing average, 1/2 or 2x?)."
+    if e.size > 1:
+        offset = float(np.median(g - e))
+        if abs(offset) > 1e-9 and close(g - offset, e):
+            return f"your result is offset by a constant {offset:.6g} from the expected one."
+    return None

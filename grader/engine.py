@@ -1,0 +1,244 @@
+"""Grading one submission, start to finish: collect, plan, run each check, report.
+
+The data flow is one-directional (DESIGN.md): upload -> Submission; grader.yaml + specs ->
+planned checks; for each check: trusted inputs, trusted expected values, sandboxed student
+outputs, trusted verdict; verdicts -> results.json. This module owns the rules that keep the
+grade trustworthy as a whole: one broken file or function never zeroes another's checks, the
+run keeps its own deadline, an error in an instructor's spec is an internal-error row (never
+a student's failure), and results.json is written once, atomically, after all workers are dead.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from grader.checks.base import KINDS, CaseResult, Verdict, score_cases
+from grader.checks.context import CheckContext
+from grader.config import Assignment
+from grader.deadline import Deadline
+from grader.errors import GraderError, SpecError, SubmissionError
+from grader.reference import ReferenceModules
+from grader.results import Results, TestRow, internal_error_results, render, write_atomic
+from grader.specs import PlannedCheck, load_specs
+from grader.submission import FileStatus, Submission, collect
+
+log = logging.getLogger("grader")
+
+# a check is not started with less than this left: it could not finish and would only
+# produce a confusing timeout instead of an honest "not run"
+MIN_START_SECONDS = 1.0
+
+
+@dataclass
+class GradingRun:
+    verdicts: list[Verdict]
+    submission: Optional[Submission]
+    results: Results
+    seconds: float
+    internal_errors: list[str] = field(default_factory=list)
+
+
+@dataclass
+class GradeOptions:
+    """Knobs a caller (CLI, batch, run_autograder) may set; defaults come from grader.yaml."""
+
+    total_budget: Optional[float] = None
+    sandbox_user: Optional[str] = None
+    visibility_override: Optional[Callable[[str], str]] = None  # e.g. reveal after due date
+    data_provider: Any = None
+    only: Optional[list[str]] = None  # check ids or files to run (for debugging a spec)
+
+
+def sandbox_limits(assignment: Assignment, user: Optional[str] = None):
+    from grader.sandbox import SandboxLimits
+
+    lim = assignment.config.limits
+    return SandboxLimits(
+        memory_mb=lim.memory_mb,
+        cpu_seconds=lim.cpu_seconds,
+        max_processes=lim.max_processes,
+        file_size_mb=lim.file_size_mb,
+        open_files=lim.open_files,
+        user=user if user is not None else assignment.config.sandbox.user,
+    )
+
+
+def grade(upload: Path | str, assignment: Assignment, options: Optional[GradeOptions] = None) -> GradingRun:
+    """Grade one upload. Never raises for a student's code; raises GraderError only if the
+    grader cannot run at all (callers turn that into an internal-error results.json)."""
+    options = options or GradeOptions()
+    started = time.monotonic()
+    deadline = Deadline(options.total_budget or assignment.config.limits.total_budget)
+    workdir = Path(tempfile.mkdtemp(prefix="grader-"))
+    try:
+        planned = load_specs(assignment)
+        if options.only:
+            planned = [p for p in planned if p.spec.id in options.only or p.file in options.only]
+        try:
+            submission = collect(upload, assignment, workdir)
+        except SubmissionError as exc:
+            return _unreadable_upload(planned, str(exc), started)
+        verdicts = _run_checks(planned, submission, assignment, deadline, options)
+        results = build_results(verdicts, submission, assignment, time.monotonic() - started, options)
+        errors = [v.output for v in verdicts if v.internal_error]
+        return GradingRun(verdicts, submission, results, time.monotonic() - started, errors)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _unreadable_upload(planned: list[PlannedCheck], reason: str, started: float) -> GradingRun:
+    verdicts = [
+        Verdict(p.spec.id, p.spec.name, p.file, p.number, 0.0, p.spec.points, p.visibility, p.spec.tags,
+                f"Not graded: your upload could not be read: {reason}")
+        for p in planned
+    ]
+    rows = [_row(v) for v in verdicts]
+    results = Results(rows, output=f"**Your upload could not be read**: {reason}. Upload the files again (loose files or one .zip).", execution_time=time.monotonic() - started)
+    return GradingRun(verdicts, None, results, time.monotonic() - started)
+
+
+def _run_checks(planned: list[PlannedCheck], submission: Submission, assignment: Assignment, deadline: Deadline, options: GradeOptions) -> list[Verdict]:
+    from grader.sandbox import Sandbox
+
+    reference = ReferenceModules(assignment.reference_dir)
+    verdicts: list[Verdict] = []
+    with Sandbox(submission.root, sandbox_limits(assignment, options.sandbox_user)) as sandbox:
+        ctx = CheckContext(assignment, submission, sandbox, reference, deadline, options.data_provider)
+        for check in planned:
+            verdicts.append(run_one(check, ctx))
+    # the sandbox is closed here: every worker (and anything it spawned) is dead before any
+    # result is written
+    return verdicts
+
+
+def run_one(check: PlannedCheck, ctx: CheckContext) -> Verdict:
+    spec = check.spec
+    kind = KINDS[spec.kind]
+    t0 = time.monotonic()
+    file = ctx.submission.files.get(spec.file)
+    problem = file.problem() if file else f"{spec.file} is not an expected file"
+    if problem:
+        return _verdict(check, [CaseResult("file", False, 1.0, problem)], t0)
+    if ctx.deadline.expired(MIN_START_SECONDS):
+        return _verdict(check, [CaseResult("time budget", False, 1.0,
+                        f"Not run: the grading time budget ({ctx.deadline.seconds:g} s) was used up by earlier checks. "
+                        "Checks that ran before keep their scores; speed up slow functions (e.g. avoid Python loops where tensors work).")], t0)
+    try:
+        cases = kind.run(spec, ctx)
+    except SpecError as exc:
+        log.error("spec error in %s: %s", spec.id, exc)
+        return _internal(check, f"the test spec is broken: {exc}", t0)
+    except GraderError as exc:
+        log.error("grader error in %s: %s", spec.id, exc)
+        return _internal(check, str(exc), t0)
+    except Exception:  # a bug in the grader must cost this row, not the whole run
+        log.exception("internal error in %s", spec.id)
+        return _internal(check, traceback.format_exc(limit=8), t0)
+    if not cases:
+        return _internal(check, "the check produced no results (a bug in the check kind)", t0)
+    verdict = _verdict(check, cases, t0)
+    if file and file.untouched and not verdict.passed:
+        verdict.output = f"_{spec.file} is identical to the starter code: nothing has been implemented yet._\n\n" + verdict.output
+    return verdict
+
+
+def _verdict(check: PlannedCheck, cases: list[CaseResult], t0: float) -> Verdict:
+    spec = check.spec
+    score = score_cases(spec.points, cases)
+    passed_n = sum(c.passed for c in cases)
+    head = f"{passed_n} / {len(cases)} cases passed." if len(cases) > 1 else ("Passed." if passed_n else "Failed.")
+    if spec.description:
+        head = f"{spec.description}\n\n{head}"
+    body = "\n".join(f"- {'✅' if c.passed else '❌'} {c.message}" for c in cases)
+    outputs = [f"**{c.label}**:\n```\n{c.stdout[-3000:]}\n```" for c in cases if c.stdout and c.stdout.strip() and not c.passed]
+    output = head + "\n\n" + body
+    if outputs:
+        output += "\n\nYour code printed (failing cases only, last 3000 characters each):\n\n" + "\n\n".join(outputs)
+    return Verdict(spec.id, spec.name, spec.file, check.number, score, spec.points, check.visibility, list(spec.tags),
+                   output, cases, seconds=time.monotonic() - t0)
+
+
+def _internal(check: PlannedCheck, message: str, t0: float) -> Verdict:
+    spec = check.spec
+    return Verdict(spec.id, spec.name, spec.file, check.number, 0.0, spec.points, "visible", list(spec.tags),
+                   "Internal grading error: this check could not be run because of a problem on the grader's side, "
+                   f"not in your code. Course staff have been told.\n\n```\n{message[-3000:]}\n```",
+                   [], internal_error=True, seconds=time.monotonic() - t0)
+
+
+def _row(v: Verdict, override: Optional[Callable[[str], str]] = None) -> TestRow:
+    leaderboard = [c.data["leaderboard"] for c in v.cases if "leaderboard" in c.data]
+    extra = {"check_id": v.check_id, "file": v.file, "seconds": round(v.seconds, 3)}
+    if leaderboard:
+        extra["leaderboard"] = leaderboard
+    vis = override(v.visibility) if override else v.visibility
+    return TestRow(f"{v.file}: {v.name}", v.score, v.max_score, v.output, vis, v.number, v.tags, extra, failed=v.internal_error)
+
+
+def build_results(verdicts: list[Verdict], submission: Submission, assignment: Assignment, seconds: float, options: Optional[GradeOptions] = None) -> Results:
+    override = options.visibility_override if options else None
+    rows = [_row(v, override) for v in verdicts]
+    leaderboard = [entry for v in verdicts for c in v.cases for key in ("leaderboard",) if key in c.data for entry in [c.data[key]]]
+    visible = [r for r in rows if r.visibility == "visible"]
+    hidden = [r for r in rows if r.visibility != "visible"]
+    total = round(sum(r.score for r in rows), 4)
+    max_total = round(sum(r.max_score for r in rows), 4)
+    lines = [f"## {assignment.title}", ""]
+    lines.append(
+        f"**{sum(r.status == 'passed' for r in visible)} of {len(visible)} visible checks passed** "
+        f"({round(sum(r.score for r in visible), 2):g} / {round(sum(r.max_score for r in visible), 2):g} points)."
+    )
+    if hidden:
+        lines.append(
+            f"{len(hidden)} more checks ({round(sum(r.max_score for r in hidden), 2):g} points) are hidden until "
+            "the course staff release them; passing the visible checks does not mean they pass."
+        )
+    lines += ["", "| file | status |", "|---|---|"]
+    for name, f in submission.files.items():
+        status = f.status.value + (" (identical to the starter code)" if f.untouched else "")
+        lines.append(f"| {name} | {status} |")
+    if submission.extras:
+        shown = submission.extras[:30]
+        more = f" and {len(submission.extras) - 30} more" if len(submission.extras) > 30 else ""
+        lines += ["", f"Other files in your upload (not graded): {', '.join(shown)}{more}."]
+    notes = [n for f in submission.files.values() for n in f.notes]
+    if notes:
+        lines += [""] + [f"Note: {n}." for n in notes]
+    if any(v.internal_error for v in verdicts):
+        lines += ["", "**Some checks hit an internal grading error** (not your fault); course staff will regrade."]
+    results = Results(rows, output="\n".join(lines), execution_time=seconds, leaderboard=leaderboard,
+                      stdout_visibility=assignment.config.feedback.stdout_visibility)
+    results.extra_data = {"total": total, "max_total": max_total,
+                          "files": {n: f.status.value for n, f in submission.files.items()}}
+    return results
+
+
+def write_results(run: GradingRun, path: Path | str) -> None:
+    write_atomic(path, render(run.results))
+
+
+def grade_to_file(upload: Path | str, assignment: Optional[Assignment], results_path: Path | str, options: Optional[GradeOptions] = None, config_error: Optional[str] = None) -> GradingRun:
+    """Grade and ALWAYS write results.json: on any grader failure, an internal-error document."""
+    started = time.monotonic()
+    try:
+        if assignment is None:
+            raise GraderError(config_error or "no assignment configuration")
+        run = grade(upload, assignment, options)
+        text = render(run.results)
+    except BaseException as exc:  # noqa: BLE001 - results.json must exist whatever happened
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        message = f"{type(exc).__name__}: {exc}\n" + traceback.format_exc(limit=10)
+        log.error("grading failed: %s", message)
+        results = internal_error_results(message, time.monotonic() - started)
+        run = GradingRun([], None, results, time.monotonic() - started, [message])
+        text = render(results)
+    write_atomic(results_path, text)
+    return run
