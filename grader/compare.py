@@ -193,7 +193,8 @@ def compare(expected: Any, got: Any, tol: Tolerance, what: str = "output") -> Co
     e = _numeric(expected)
     g = _numeric(got)
     if g is None:
-        return Comparison(False, f"{what}: expected {describe_value(expected)}, got {describe_value(got)}.")
+        advice = "; return a torch tensor" if ek == "tensor" else ""
+        return Comparison(False, f"{what}: expected {describe_value(expected)}, got {describe_value(got)}{advice}.")
     assert e is not None
     note = ""
     if ek == "tensor" and gk != "tensor" and tol.dtype != "any":

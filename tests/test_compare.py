@@ -1,0 +1,109 @@
+"""The comparison engine: NaN never passes, messages name index, expected, got and tolerance."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from grader.compare import Tolerance, compare
+from grader.diagnose import describe_difference
+
+
+def t(x, dtype=torch.float64):
+    return torch.tensor(x, dtype=dtype)
+
+
+def test_equal_tensors_pass():
+    assert compare(t([[1.0, 2.0]]), t([[1.0, 2.0]]), Tolerance()).ok
+
+
+def test_mismatch_message_names_index_values_and_tolerance():
+    e = t([[1.0, 2.0], [3.0, 4.0]])
+    g = e.clone()
+    g[0, 1] = 2.1
+    r = compare(e, g, Tolerance(), "dists")
+    assert not r.ok
+    assert "dists: mismatched elements: 1 / 4 (25.0%)" in r.message
+    assert "index (0, 1): expected 2, got 2.1" in r.message
+    assert "allowed" in r.message
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_nonfinite_never_passes_even_with_huge_tolerance(bad):
+    e = t([1.0, 2.0])
+    g = t([1.0, bad])
+    r = compare(e, g, Tolerance(rtol=1e9, atol=1e9))
+    assert not r.ok and "not finite" in r.message
+    r = compare(e, g, Tolerance(mode="rel_error", bound=1e9))
+    assert not r.ok
+
+
+def test_nan_scalar_fails():
+    assert not compare(t(1.0), float("nan"), Tolerance(rtol=1.0, atol=1.0)).ok
+
+
+def test_expected_nan_passes_only_when_spec_says_so():
+    e = t([float("nan"), 1.0])
+    assert compare(e, t([float("nan"), 1.0]), Tolerance(expect_nan=True)).ok
+    assert not compare(e, t([0.0, 1.0]), Tolerance(expect_nan=True)).ok
+
+
+def test_shape_mismatch_names_both_shapes_and_suggests_transpose():
+    r = compare(torch.zeros(3, 2, dtype=torch.float64), torch.zeros(2, 3, dtype=torch.float64), Tolerance())
+    assert not r.ok
+    assert "expected (3, 2), got (2, 3)" in r.message and "transposed" in r.message
+
+
+def test_dtype_kind_policy_rejects_float_labels():
+    r = compare(t([1, 0], torch.int64), t([1.0, 0.0], torch.float32), Tolerance(mode="exact"))
+    assert not r.ok and "dtype mismatch" in r.message
+
+
+def test_dtype_exact_policy_rejects_float32_for_float64():
+    r = compare(t([1.0]), t([1.0], torch.float32), Tolerance(dtype="exact"))
+    assert not r.ok and "expected float64, got float32" in r.message
+
+
+def test_python_float_for_tensor_scalar_passes_with_a_note():
+    r = compare(t(1.5), 1.5, Tolerance())
+    assert r.ok and any("loss.item()" in n for n in r.notes)
+
+
+def test_non_tensor_for_tensor_fails():
+    r = compare(t([1.0, 2.0]), [1.0, 2.0], Tolerance())
+    assert not r.ok and "return a torch tensor" in r.message
+
+
+def test_containers_recurse_and_name_the_item():
+    r = compare({1: [0.5, 0.6]}, {1: [0.5, 0.7]}, Tolerance())
+    assert not r.ok and r.message.startswith("output[1][1]")
+    r = compare({1: [0.5]}, {2: [0.5]}, Tolerance())
+    assert not r.ok and "missing keys [1]" in r.message
+
+
+def test_rel_error_mode_matches_course_formula():
+    e = t([1.0, 2.0])
+    g = e * (1 + 1e-7)
+    assert compare(e, g, Tolerance(mode="rel_error", bound=1e-6)).ok
+    assert not compare(e, g * 1.01, Tolerance(mode="rel_error", bound=1e-6)).ok
+
+
+def test_exact_float_equality_is_not_required_by_default():
+    e = t([0.1 + 0.2])
+    assert compare(e, t([0.3]), Tolerance()).ok
+
+
+@pytest.mark.parametrize(
+    "factor, words", [(2.0, "2 times"), (-1.0, "opposite sign"), (0.0, "all zeros")]
+)
+def test_diagnosis_names_constant_factor_sign_and_zero(factor, words):
+    e = np.array([[1.0, -2.0], [3.0, 0.5]])
+    assert words in describe_difference(e, e * factor)
+
+
+def test_diagnosis_names_transpose_and_offset():
+    e = np.arange(6.0).reshape(2, 3)
+    assert "transpose" in describe_difference(e, e.T.copy())
+    assert "offset" in describe_difference(e, e + 3.0)
+    assert describe_difference(e, e + np.random.default_rng(0).normal(size=e.shape)) is None
