@@ -1,0 +1,579 @@
+"""The trusted side of the sandbox: :class:`Sandbox` (see CONTRACT.md).
+
+One Sandbox per submission. It copies the submission into a private scratch directory, starts a
+worker lazily (``python -s -B -c BOOT``; the first start imports torch, ~1.5 s), reuses it for
+consecutive calls, and replaces it after a timeout, crash, exit, memory or protocol failure.
+Each call has its own wall-clock limit, enforced here with ``poll``: on timeout the worker's whole
+process group (and every descendant still attached to it) gets SIGKILL and is reaped. Nothing
+the worker sends is unpickled: responses are :mod:`grader.sandbox.encoding` messages, and every
+field is type-checked before it reaches a :class:`CallOutcome`.
+
+Student output: the worker's fd 1 and 2 are two files owned by the grader, truncated before
+each call and read back head+tail (``output_chars``), so printing 50 MB costs at most the
+file-size limit on disk and ``output_chars`` in memory, and never mixes with the protocol.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, fields
+from pathlib import Path
+from typing import Any, Optional
+
+from . import limits as limits_mod
+from .encoding import EncodingError, decode, encode_parts
+from .limits import SandboxLimits
+from .messages import FAILURE_KINDS, RESTART_KINDS, CallOutcome, CallRequest, Failure
+from .protocol import FrameTimeout, PeerClosed, ProtocolError, enlarge_pipe, read_frame, write_frame
+from .refs import StudentRef
+
+#: Runs first in the worker: drop the '' (cwd) entry of sys.path, make ``grader`` importable
+#: without the grader's repository (or its reference/) on sys.path and without running the
+#: engine's package __init__, then hand over to worker.main.
+BOOT = (
+    "import sys\n"
+    "sys.path[:] = [p for p in sys.path if p not in ('', '.')]\n"
+    "import json, types\n"
+    "cfg = json.loads(sys.argv[1])\n"
+    "pkg = types.ModuleType('grader')\n"
+    "pkg.__path__ = [cfg['grader_dir']]\n"
+    "sys.modules['grader'] = pkg\n"
+    "from grader.sandbox.worker import main\n"
+    "main(cfg)\n"
+)
+
+GRADER_DIR = str(Path(__file__).resolve().parent.parent)
+
+_SIGNAL_WORDS = {
+    "SIGSEGV": "segmentation fault", "SIGBUS": "bus error", "SIGFPE": "floating-point exception",
+    "SIGILL": "illegal instruction", "SIGABRT": "aborted", "SIGKILL": "killed", "SIGTERM": "terminated",
+    "SIGINT": "interrupted", "SIGHUP": "hang-up", "SIGPIPE": "broken pipe", "SIGTRAP": "trace trap",
+    "SIGSYS": "forbidden system call", "SIGXFSZ": "file size limit exceeded", "SIGXCPU": "CPU time limit exceeded",
+    "SIGUSR1": "user signal 1", "SIGUSR2": "user signal 2", "SIGALRM": "alarm clock",
+}
+
+
+class SandboxError(RuntimeError):
+    """Misuse of the Sandbox (e.g. a call after close, a sandbox user that cannot be used)."""
+
+
+def _fmt_seconds(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else f"{x:g}"
+
+
+def signal_words(sig: int) -> tuple[str, str]:
+    try:
+        name = signal.Signals(sig).name
+    except ValueError:
+        return f"signal {sig}", f"signal {sig}"
+    words = _SIGNAL_WORDS.get(name)
+    if words is None:
+        words = (signal.strsignal(sig) or name).lower()
+    return name, words
+
+
+def cap_output(fd: int, limit: int) -> str:
+    """Head and tail of a capture file, at most ``limit`` characters plus a marker line.
+
+    Reads at most ~8 * limit bytes whatever the file's size, so 50 MB of prints cost nothing.
+    """
+    try:
+        size = os.fstat(fd).st_size
+    except OSError:
+        return ""
+    if size == 0:
+        return ""
+    half = max(1, limit // 2)
+    if size <= 4 * limit:
+        text = os.pread(fd, size, 0).decode("utf-8", "replace")
+        if len(text) <= limit:
+            return text
+        cut = len(text) - 2 * half
+        return f"{text[:half]}\n[... {cut:,} characters cut ...]\n{text[-half:]}"
+    head_b = os.pread(fd, 4 * half, 0)
+    tail_b = os.pread(fd, 4 * half, size - 4 * half)
+    head = head_b.decode("utf-8", "replace")[:half]
+    tail = tail_b.decode("utf-8", "replace")[-half:]
+    cut = size - len(head.encode("utf-8", "replace")) - len(tail.encode("utf-8", "replace"))
+    return f"{head}\n[... about {cut:,} characters ({cut:,} bytes) cut ...]\n{tail}"
+
+
+def _copy_submission(src: Path, dst: Path) -> None:
+    """Regular files and directories only: a symlink in an upload is never followed by the
+    (possibly root) grader, so it cannot pull hidden files into the scratch copy."""
+    dst.mkdir(mode=0o700)
+    for entry in os.scandir(src):
+        if entry.is_symlink():
+            continue
+        target = dst / entry.name
+        if entry.is_dir(follow_symlinks=False):
+            if entry.name == "__pycache__":
+                continue
+            _copy_submission(Path(entry.path), target)
+        elif entry.is_file(follow_symlinks=False):
+            shutil.copyfile(entry.path, target, follow_symlinks=False)
+
+
+def _chown_tree(path: Path, uid: int, gid: int) -> None:
+    os.chown(path, uid, gid, follow_symlinks=False)
+    for dirpath, dirnames, filenames in os.walk(path):
+        for name in dirnames + filenames:
+            os.chown(os.path.join(dirpath, name), uid, gid, follow_symlinks=False)
+
+
+def _rmtree(path: Path) -> None:
+    """Remove a scratch tree even if student code chmod-ed parts of it away."""
+
+    def onerror(func: Any, p: str, exc_info: Any) -> None:
+        try:
+            parent = os.path.dirname(p)
+            os.chmod(parent, stat.S_IRWXU)
+            if os.path.isdir(p) and not os.path.islink(p):
+                os.chmod(p, stat.S_IRWXU)
+            func(p)
+        except OSError:
+            pass
+
+    shutil.rmtree(path, onerror=onerror)
+
+
+def _s(value: Any, limit: int) -> Optional[str]:
+    if value is None:
+        return None
+    text = value if isinstance(value, str) else str(value)
+    return text if len(text) <= limit else text[: limit - 20] + " [... cut]"
+
+
+def _failure_from(d: Any) -> Failure:
+    """A Failure from the worker's dict, every field type-checked (the worker is untrusted)."""
+    if not isinstance(d, dict):
+        return Failure("protocol", "the worker sent a malformed failure record")
+    kind = d.get("kind") if d.get("kind") in FAILURE_KINDS else "protocol"
+    lineno = d.get("lineno")
+    return Failure(
+        kind=kind,
+        summary=_s(d.get("summary"), 2000) or kind,
+        exc_type=_s(d.get("exc_type"), 200),
+        message=_s(d.get("message"), 10_000),
+        traceback=_s(d.get("traceback"), 20_000),
+        lineno=lineno if type(lineno) is int else None,
+        file=_s(d.get("file"), 300),
+    )
+
+
+class _StartError(Exception):
+    pass
+
+
+class _Worker:
+    """One worker process and its pipes."""
+
+    def __init__(self, proc: subprocess.Popen, req_w: int, resp_r: int):
+        self.proc = proc
+        self.pid = proc.pid
+        self.req_w = req_w
+        self.resp_r = resp_r
+        self.status: Optional[int] = None
+        self.rusage: Any = None
+        self.killed = False  # by us
+        self.cpu = 0.0
+        self.cpu_hard: Optional[int] = None
+        self.ready: dict = {}
+        self.oom_before = limits_mod.oom_kill_count()
+
+    def alive(self) -> bool:
+        """Not exited (does not reap, so the pid/pgid cannot be reused while we look)."""
+        if self.status is not None:
+            return False
+        try:
+            return os.waitid(os.P_PID, self.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is None
+        except ChildProcessError:
+            return False
+
+    def kill_group(self) -> None:
+        try:
+            os.killpg(self.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    def reap(self, wait: float = 5.0) -> Optional[int]:
+        """Collect the exit status (and rusage); None if it did not exit within ``wait`` s."""
+        if self.status is not None:
+            return self.status
+        end = time.monotonic() + wait
+        while True:
+            try:
+                pid, status, ru = os.wait4(self.pid, os.WNOHANG)
+            except ChildProcessError:
+                self.status = 0
+                break
+            if pid:
+                self.status, self.rusage = status, ru
+                break
+            if time.monotonic() >= end:
+                return None
+            time.sleep(0.005)
+        self.proc.returncode = os.waitstatus_to_exitcode(self.status) if self.status is not None else 0
+        return self.status
+
+    def close_fds(self) -> None:
+        for fd in (self.req_w, self.resp_r):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self.req_w = self.resp_r = -1
+
+
+class Sandbox:
+    """Runs student code for one submission. Use as a context manager.
+
+    ``call(request, timeout)`` never raises for anything student code does; it returns a
+    :class:`CallOutcome` whose ``failure`` says what went wrong. Grader-side problems (inputs
+    that cannot be encoded, a worker that cannot start) come back as kind ``protocol`` with a
+    summary starting "internal grading error".
+    """
+
+    def __init__(self, submission_dir: "str | os.PathLike[str]", limits: Optional[SandboxLimits] = None, *,
+                 output_chars: int = 20_000, startup_timeout: float = 120.0, python: Optional[str] = None,
+                 max_message_mb: int = 512):
+        self.submission_dir = Path(submission_dir)
+        self.limits = limits or SandboxLimits()
+        self.output_chars = int(output_chars)
+        self.startup_timeout = float(startup_timeout)
+        self.python = python or sys.executable
+        self.max_message = int(max_message_mb) * 1024 * 1024
+        self.root: Optional[Path] = None
+        self.scratch: Optional[Path] = None
+        self._worker: Optional[_Worker] = None
+        self._out_fd = self._err_fd = -1
+        self._uid: Optional[int] = None
+        self._gid: Optional[int] = None
+        self._next_id = 0
+        self._closed = False
+        self._start_error: Optional[str] = None
+        self._start_failures = 0
+        #: file -> Failure for files whose import failed (also across worker restarts)
+        self.import_failures: dict[str, Failure] = {}
+        #: seconds each worker start took (interpreter + numpy + torch + warm-up)
+        self.startup_times: list[float] = []
+        #: the last worker's ready report (baseline address space, limits applied, versions)
+        self.worker_info: dict = {}
+
+    # ------------------------------------------------------------------ lifecycle
+    def __enter__(self) -> "Sandbox":
+        self.open()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    @property
+    def isolation(self) -> str:
+        """One line for the CLI: who student code runs as."""
+        if self.limits.user:
+            return f"student code runs as the unprivileged user {self.limits.user!r} with resource limits"
+        who = "root" if os.geteuid() == 0 else "the grader's own user"
+        return f"reduced isolation: student code runs as {who} (resource limits only)"
+
+    @property
+    def startup_seconds(self) -> Optional[float]:
+        return self.startup_times[-1] if self.startup_times else None
+
+    def open(self) -> None:
+        if self._closed:
+            raise SandboxError("this Sandbox is closed")
+        if self.root is not None:
+            return
+        if self.limits.user:
+            uid, gid = limits_mod.resolve_user(self.limits.user)
+            if uid != os.geteuid():
+                if os.geteuid() != 0:
+                    raise SandboxError(
+                        f"cannot run student code as {self.limits.user!r}: the grader is not root "
+                        "(run as root, or set sandbox.user to null for local runs)")
+                self._uid, self._gid = uid, gid
+        root = Path(tempfile.mkdtemp(prefix="grader-sandbox-"))
+        self.root = root
+        try:
+            self.scratch = root / "work"
+            _copy_submission(self.submission_dir, self.scratch)
+            (root / "run").mkdir(mode=0o700)
+            (root / "tmp").mkdir(mode=0o700)
+            (root / "io").mkdir(mode=0o700)
+            flags = os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND | getattr(os, "O_CLOEXEC", 0)
+            self._out_fd = os.open(root / "io" / "stdout", flags, 0o600)
+            self._err_fd = os.open(root / "io" / "stderr", flags, 0o600)
+            if self._uid is not None:
+                os.chmod(root, 0o711)  # the worker user may traverse to work/, run/ and tmp/ only
+                for sub in ("work", "run", "tmp"):
+                    _chown_tree(root / sub, self._uid, self._gid if self._gid is not None else -1)
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        """Kill the worker's process group, reap it, remove the scratch directory."""
+        self._closed = True
+        if self._worker is not None:
+            self._kill_worker()
+        for fd in (self._out_fd, self._err_fd):
+            if fd >= 0:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        self._out_fd = self._err_fd = -1
+        if self.root is not None:
+            _rmtree(self.root)
+            self.root = None
+
+    # ------------------------------------------------------------------ worker management
+    def _spawn(self) -> _Worker:
+        assert self.root is not None and self.scratch is not None
+        r_req, w_req = os.pipe()
+        r_resp, w_resp = os.pipe()
+        for fd in (r_req, r_resp):
+            enlarge_pipe(fd)
+        uid = self._uid if self._uid is not None else os.geteuid()
+        nproc = self.limits.max_processes
+        if self._uid is None:  # shares the grader's user: RLIMIT_NPROC counts the grader's tasks too
+            nproc += limits_mod.count_user_tasks(uid)
+        cfg = {"req_fd": r_req, "resp_fd": w_resp, "scratch": str(self.scratch), "limits": self.limits.to_dict(),
+               "nproc": nproc, "grader_dir": GRADER_DIR, "t0": time.time()}
+        kwargs: dict = {}
+        if self._uid is not None:
+            kwargs.update(user=self._uid, group=self._gid, extra_groups=[])
+        t0 = time.monotonic()
+        try:
+            proc = subprocess.Popen(
+                [self.python, "-s", "-B", "-c", BOOT, json.dumps(cfg)],
+                stdin=subprocess.DEVNULL, stdout=self._out_fd, stderr=self._err_fd,
+                pass_fds=(r_req, w_resp), close_fds=True, cwd=str(self.root / "run"),
+                env=limits_mod.worker_env(home=str(self.scratch), tmp=str(self.root / "tmp")),
+                start_new_session=True, **kwargs)
+        except OSError as exc:
+            for fd in (r_req, w_req, r_resp, w_resp):
+                os.close(fd)
+            raise _StartError(f"cannot start {self.python}: {exc}") from None
+        finally:
+            pass
+        os.close(r_req)
+        os.close(w_resp)
+        os.set_blocking(w_req, False)
+        os.set_blocking(r_resp, False)
+        w = _Worker(proc, w_req, r_resp)
+        try:
+            buf = read_frame(r_resp, max_bytes=1 << 20, deadline=t0 + self.startup_timeout, alive=w.alive)
+            if buf is None:
+                raise PeerClosed("worker closed its pipe during start-up")
+            ready = decode(buf)
+            if not isinstance(ready, dict) or ready.get("type") != "ready":
+                raise ProtocolError("unexpected start-up message")
+        except (ProtocolError, EncodingError) as exc:
+            self._finish(w)
+            err = cap_output(self._err_fd, 4000).strip()
+            why = "did not start in time" if isinstance(exc, FrameTimeout) else f"failed to start ({exc})"
+            raise _StartError(f"the worker process {why}" + (f"; its stderr:\n{err}" if err else "")) from None
+        if ready.get("error"):
+            self._finish(w)
+            raise _StartError(str(ready["error"]))
+        elapsed = time.monotonic() - t0
+        self.startup_times.append(elapsed)
+        w.ready = ready
+        self.worker_info = {k: v for k, v in ready.items() if k != "type"}
+        w.cpu_hard = ready.get("cpu_hard") if type(ready.get("cpu_hard")) is int else None
+        return w
+
+    def _ensure_worker(self) -> _Worker:
+        w = self._worker
+        if w is not None and (not w.alive() or (w.cpu_hard is not None and w.cpu + self.limits.cpu_seconds + 5 > w.cpu_hard)):
+            self._kill_worker()
+            w = None
+        if w is None:
+            if self._start_error and self._start_failures >= 2:
+                raise _StartError(self._start_error)
+            try:
+                w = self._spawn()
+            except _StartError as exc:
+                self._start_error, self._start_failures = str(exc), self._start_failures + 1
+                raise
+            self._start_failures = 0
+            self._worker = w
+        return w
+
+    def _finish(self, w: _Worker) -> None:
+        """Kill the group (and stray descendants) and reap; safe to call twice."""
+        stray = []
+        try:
+            import psutil
+
+            stray = psutil.Process(w.pid).children(recursive=True)
+        except Exception:
+            pass
+        w.kill_group()
+        for p in stray:  # descendants that left the process group (setsid/setpgid)
+            try:
+                p.kill()
+            except Exception:
+                pass
+        # issue 6 hook: with a dedicated user, also kill every process of that uid here
+        if w.reap(5.0) is None:
+            w.kill_group()
+            w.reap(5.0)
+        w.close_fds()
+
+    def _kill_worker(self) -> None:
+        w, self._worker = self._worker, None
+        if w is not None:
+            w.killed = True
+            self._finish(w)
+
+    # ------------------------------------------------------------------ calls
+    def _fail(self, failure: Failure, seconds: float = 0.0, stdout: str = "", stderr: str = "") -> CallOutcome:
+        return CallOutcome(ok=False, value=None, failure=failure, stdout=stdout, stderr=stderr,
+                           modified_inputs=[], seconds=seconds)
+
+    def _cached_import_failure(self, request: CallRequest) -> Optional[Failure]:
+        files = [request.file]
+        for v in list(request.args) + list(request.kwargs.values()) + list(request.init_args) + list(request.init_kwargs.values()):
+            if isinstance(v, StudentRef):
+                files.append(v.file)
+        for f in files:
+            if f in self.import_failures:
+                return self.import_failures[f]
+        return None
+
+    def call(self, request: CallRequest, timeout: float = 20.0) -> CallOutcome:
+        """Run one request in the worker with a wall-clock limit of ``timeout`` seconds."""
+        if self._closed:
+            raise SandboxError("this Sandbox is closed")
+        self.open()
+        cached = self._cached_import_failure(request)
+        if cached is not None:
+            return self._fail(Failure(**asdict(cached)))
+        self._next_id += 1
+        rid = self._next_id
+        payload = {"id": rid, **{f.name: getattr(request, f.name) for f in fields(request)}}
+        try:
+            parts, total = encode_parts(payload, name="request", max_bytes=self.max_message)
+        except EncodingError as exc:
+            return self._fail(Failure("protocol", f"internal grading error: cannot send the inputs to the worker: {exc}"))
+        try:
+            w = self._ensure_worker()
+        except _StartError as exc:
+            return self._fail(Failure("protocol", f"internal grading error: the worker process could not start: {exc}"))
+        for fd in (self._out_fd, self._err_fd):
+            os.ftruncate(fd, 0)
+        phase, phase_file = "call", None
+        msg: Optional[dict] = None
+        failure: Optional[Failure] = None
+        start = time.monotonic()
+        deadline = start + float(timeout)
+        try:
+            write_frame(w.req_w, parts, total, deadline=deadline, alive=w.alive)
+            del parts
+            while True:
+                buf = read_frame(w.resp_r, max_bytes=self.max_message + (1 << 20), deadline=deadline, alive=w.alive)
+                if buf is None:
+                    raise PeerClosed("EOF")
+                m = decode(buf, copy=False, max_bytes=self.max_message + (1 << 20))
+                if not isinstance(m, dict) or (m.get("id") != rid and m.get("id") is not None):
+                    continue  # a stale frame (e.g. from a fork of an earlier worker)
+                if m.get("type") == "phase":
+                    phase = "import" if m.get("phase") == "import" else "call"
+                    phase_file = m.get("file") if isinstance(m.get("file"), str) else None
+                    continue
+                if m.get("type") == "result":
+                    msg = m
+                    break
+        except FrameTimeout:
+            self._kill_worker()
+            failure = Failure("timeout", f"timed out after {_fmt_seconds(float(timeout))} s")
+        except PeerClosed:
+            failure = self._death_failure(w)
+        except (ProtocolError, EncodingError) as exc:
+            self._kill_worker()
+            failure = Failure("protocol", f"the worker sent a malformed response ({exc})")
+        seconds = time.monotonic() - start
+        value: Any = None
+        modified: list[str] = []
+        restart = failure is not None
+        if msg is not None:
+            if msg.get("ok") is True:
+                value = msg.get("value")
+            else:
+                failure = _failure_from(msg.get("failure"))
+            mods = msg.get("modified_inputs")
+            if isinstance(mods, list):
+                modified = [_s(x, 200) or "" for x in mods[:100] if isinstance(x, str)]
+            if msg.get("phase") == "import":
+                phase = "import"
+            else:
+                phase = "call"
+            cpu = msg.get("cpu")
+            if isinstance(cpu, (int, float)):
+                w.cpu = float(cpu)
+            restart = bool(msg.get("restart")) or (failure is not None and failure.kind in RESTART_KINDS)
+        stdout = cap_output(self._out_fd, self.output_chars)
+        stderr = cap_output(self._err_fd, self.output_chars)
+        if restart and self._worker is not None:
+            self._kill_worker()
+        if failure is not None and phase == "import" and phase_file:
+            if failure.kind != "import":
+                failure = Failure(**{**asdict(failure), "kind": "import",
+                                     "summary": f"{phase_file} could not be imported: {failure.summary}"})
+            self.import_failures[phase_file] = failure
+        elif failure is not None and failure.kind == "import" and request.file not in self.import_failures:
+            self.import_failures[request.file] = failure
+        if failure is not None:
+            return CallOutcome(ok=False, value=None, failure=failure, stdout=stdout, stderr=stderr,
+                               modified_inputs=modified, seconds=seconds)
+        return CallOutcome(ok=True, value=value, failure=None, stdout=stdout, stderr=stderr,
+                           modified_inputs=modified, seconds=seconds)
+
+    def _death_failure(self, w: _Worker) -> Failure:
+        """The worker closed the pipe without answering: find out how it ended, in words."""
+        end = time.monotonic() + 2.0  # the pipe closes a moment before the process is a zombie
+        while w.alive() and time.monotonic() < end:
+            time.sleep(0.002)
+        if w.alive():
+            # it closed the protocol pipe but lives on (student code closed the fd?)
+            self._kill_worker()
+            return Failure("crash", "your code closed the worker's connection to the grader")
+        self._worker = None
+        self._finish(w)  # kill the group (children), reap with rusage
+        status = w.status if w.status is not None else 0
+        if os.WIFSIGNALED(status):
+            sig = os.WTERMSIG(status)
+            name, words = signal_words(sig)
+            cpu = (w.rusage.ru_utime + w.rusage.ru_stime) if w.rusage is not None else 0.0
+            maxrss_mb = (w.rusage.ru_maxrss / 1024) if w.rusage is not None else 0.0
+            if sig == signal.SIGXCPU or (sig == signal.SIGKILL and w.cpu_hard and cpu >= w.cpu_hard - 1):
+                return Failure("timeout", f"CPU time limit exceeded ({self.limits.cpu_seconds} s)")
+            if sig == signal.SIGKILL:
+                oom_now = limits_mod.oom_kill_count()
+                if (oom_now is not None and w.oom_before is not None and oom_now > w.oom_before) \
+                        or maxrss_mb >= 0.5 * self.limits.memory_mb:
+                    return Failure("memory", f"memory limit exceeded ({self.limits.memory_mb} MB)")
+            if sig == signal.SIGABRT:
+                err = cap_output(self._err_fd, 4000)
+                if "bad_alloc" in err or "Cannot allocate memory" in err or "out of memory" in err:
+                    return Failure("memory", f"memory limit exceeded ({self.limits.memory_mb} MB)")
+            if sig == signal.SIGXFSZ:
+                return Failure("crash", f"the worker process was killed by signal SIGXFSZ: your code wrote more "
+                                        f"than the {self.limits.file_size_mb} MB file size limit")
+            return Failure("crash", f"the worker process was killed by signal {name} ({words})")
+        code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else status
+        return Failure("exit", f"your code ended the worker process with os._exit({code})")
+
+
+__all__ = ["Sandbox", "SandboxError", "SandboxLimits", "CallRequest", "CallOutcome", "Failure", "cap_output", "BOOT"]
