@@ -71,6 +71,7 @@ def expected_value(ctx: CheckContext, spec: CheckSpec, function: str, case_spec:
 
 @register_kind("value", ValueCheck)
 def run_value(spec: ValueCheck, ctx: CheckContext) -> list[CaseResult]:
+    ctx.reference.resolve(spec.file, spec.function)  # a typo in the spec is an internal error, up front
     results = []
     what = spec.compare.output_name or ("output" if spec.compare.output is None else f"output {spec.compare.output!r}")
     for i, case_spec in enumerate(spec.cases):
