@@ -138,6 +138,8 @@ def describe_value(value: Any) -> str:
 
 
 def _fmt(x: Any) -> str:
+    if isinstance(x, np.ndarray) and x.ndim == 0:
+        x = x[()]
     if isinstance(x, (float, np.floating)):
         return f"{float(x):.10g}"
     return str(x.item() if hasattr(x, "item") else x)
@@ -273,10 +275,13 @@ def _compare_arrays(e: np.ndarray, e_dtype: str, g: np.ndarray, g_dtype: str, to
 
     if not bad.any():
         return Comparison(True, expected=ef, got=gf, details=details)
-    return Comparison(False, _mismatch_message(ef, gf, bad, tol, what, details), ef, gf, details)
+    integral = _dtype_kind(e_dtype) in ("integer", "bool") and _dtype_kind(g_dtype) in ("integer", "bool")
+    return Comparison(False, _mismatch_message(ef, gf, bad, tol, what, details, integral), ef, gf, details)
 
 
-def _mismatch_message(ef: np.ndarray, gf: np.ndarray, bad: np.ndarray, tol: Tolerance, what: str, details: dict) -> str:
+def _mismatch_message(ef: np.ndarray, gf: np.ndarray, bad: np.ndarray, tol: Tolerance, what: str, details: dict, integral: bool = False) -> str:
+    if integral:  # labels and counts read as integers, not "3.0"
+        ef, gf = ef.astype(np.int64), gf.astype(np.int64)
     total, n_bad = int(ef.size), int(bad.sum())
     absdiff = np.abs(gf - ef)
     reldiff = absdiff / np.maximum(np.abs(ef), np.finfo(np.float64).tiny)

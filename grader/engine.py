@@ -115,7 +115,24 @@ def _run_checks(planned: list[PlannedCheck], submission: Submission, assignment:
             verdicts.append(run_one(check, ctx))
     # the sandbox is closed here: every worker (and anything it spawned) is dead before any
     # result is written
+    apply_requirements(planned, verdicts)
     return verdicts
+
+
+def apply_requirements(planned: list[PlannedCheck], verdicts: list[Verdict]) -> None:
+    """Withhold the points of checks whose prerequisites (``requires``) did not fully pass."""
+    by_key = {(v.file, v.check_id): v for v in verdicts}
+    for check, verdict in zip(planned, verdicts):
+        missing = []
+        for rid in check.spec.requires:
+            req = by_key.get((check.file, rid))
+            if req is not None and not req.passed:
+                missing.append(f"{req.number} \"{req.name}\"")
+        if missing and verdict.score > 0:
+            verdict.score = 0.0
+            verdict.output = (f"**No points yet**: this check only counts once {' and '.join(missing)} "
+                              f"passes (a constraint on an unfinished function is not meaningful). "
+                              f"What this check found:\n\n") + verdict.output
 
 
 def run_one(check: PlannedCheck, ctx: CheckContext) -> Verdict:

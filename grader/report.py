@@ -6,6 +6,7 @@ Output for humans is kept apart from output for machines (results.json), as pyte
 from __future__ import annotations
 
 import io
+import re
 from typing import TYPE_CHECKING
 
 from rich.console import Console
@@ -20,7 +21,7 @@ def first_line(text: str, width: int = 110) -> str:
     for line in text.splitlines():
         line = line.strip().lstrip("-").strip()
         if line.startswith("❌"):
-            line = line[1:].strip()
+            line = re.sub(r"^\*\*.*?\*\* \(.*?\): ", "", line[1:].strip())
             return line[:width] + ("…" if len(line) > width else "")
     for line in text.splitlines():
         line = line.strip()

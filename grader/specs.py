@@ -120,9 +120,20 @@ def load_specs(assignment: Assignment) -> list[PlannedCheck]:
     for fi, expected in enumerate(assignment.config.files, start=1):
         for ci, (spec, path) in enumerate(by_file.get(expected.name, []), start=1):
             planned.append(PlannedCheck(spec, f"{fi}.{ci}", spec.visibility or default_vis, path))
+    _check_requirements(planned)
     total = assignment.config.total_points
     if total is not None:
         got = round(sum(p.spec.points for p in planned), 6)
         if abs(got - total) > 1e-6:
             raise SpecError(f"{assignment.path}: total_points: is {total:g} but the specs add up to {got:g}")
     return planned
+
+
+def _check_requirements(planned: list[PlannedCheck]) -> None:
+    ids = {(p.file, p.spec.id) for p in planned}
+    for p in planned:
+        for rid in p.spec.requires:
+            if (p.file, rid) not in ids:
+                raise SpecError(f"{p.source}: check {p.spec.id}: requires: no check {rid!r} for {p.file}")
+            if rid == p.spec.id:
+                raise SpecError(f"{p.source}: check {p.spec.id}: requires: a check cannot require itself")

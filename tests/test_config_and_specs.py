@@ -96,3 +96,16 @@ def test_duplicate_ids_and_points_total(tmp_path, repo):
     path = write_assignment(tmp_path, repo, lambda c: c.update(total_points=5), spec_text=SPEC_OK)
     with pytest.raises(SpecError, match="total_points: is 5 but the specs add up to 1"):
         load_specs(load_config(path))
+
+
+def test_requires_must_name_an_existing_check(tmp_path, repo):
+    path = write_assignment(tmp_path, repo, spec_text=SPEC_OK.replace("    points: 1\n", "    points: 1\n    requires: [nope]\n"))
+    with pytest.raises(SpecError, match="requires: no check 'nope'"):
+        load_specs(load_config(path))
+
+
+def test_constraint_checks_earn_nothing_until_their_value_check_passes(assignment):
+    """A stub trivially has no loops; its 'no loops' check must not give points."""
+    ids = {p.spec.id: p.spec for p in load_specs(assignment) if p.file == "knn.py"}
+    for sid in ("two_loops_source", "one_loop_source", "no_loops_source"):
+        assert ids[sid].requires, sid

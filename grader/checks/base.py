@@ -69,6 +69,9 @@ class CheckSpec(BaseModel):
     tags: list[str] = []
     timeout: Optional[float] = Field(None, gt=0)
     description: str = ""
+    # ids of checks (same file) that must pass fully before this one earns points: a "no loops"
+    # constraint means nothing for an unimplemented stub, which trivially has no loops
+    requires: list[str] = []
     # set by the loader from the spec file, not written per check
     file: str = ""
 
