@@ -7,6 +7,9 @@ kill the worker also check that the next call gets a fresh, working worker.
 from __future__ import annotations
 
 import math
+import os
+import subprocess
+import sys
 import textwrap
 import time
 
@@ -92,6 +95,20 @@ FILES = {
 
         def apply(fn, x):
             return fn(x)
+
+        def grow(xs, d):
+            xs.append(1)
+            d["new"] = 2
+
+        def environment():
+            import os, resource
+            lim = {name: resource.getrlimit(getattr(resource, name))[0]
+                   for name in ("RLIMIT_AS", "RLIMIT_CORE", "RLIMIT_FSIZE", "RLIMIT_NOFILE")}
+            return dict(os.environ), os.getcwd(), lim
+
+        def escape():
+            import subprocess
+            return subprocess.Popen(["sleep", "300"], start_new_session=True).pid
 
         def fails(a):
             return [1, 2][a]
@@ -198,6 +215,11 @@ def test_exits_interrupts_and_crashes_fail_only_that_call(sandbox, target, kind,
     assert words in out.failure.summary
     if target == "interrupt":
         assert out.failure.exc_type == "KeyboardInterrupt" and out.failure.lineno is not None
+    if target == "segfault":  # located from the faulthandler stack on stderr
+        lines = textwrap.dedent(FILES["knn.py"]).splitlines()
+        expected = next(i for i, line in enumerate(lines, 1) if "string_at(0)" in line)
+        assert out.failure.file == "knn.py" and out.failure.lineno == expected
+        assert out.failure.summary.endswith(f"in knn.py line {expected}")
     assert_works(sandbox)
 
 
@@ -238,6 +260,9 @@ def test_in_place_modification_is_reported_by_name(sandbox):
     assert out.modified_inputs == ["x"]
     out = call(sandbox, "keep", x, arg_names=["x"])  # NaN inputs left alone are not "modified"
     assert out.ok and out.modified_inputs == []
+    out = sandbox.call(CallRequest(file="knn.py", target="grow", args=[[1, 2]], kwargs={"d": {"a": 1}},
+                                   arg_names=["xs"]), timeout=TIMEOUT)
+    assert out.ok and out.modified_inputs == ["xs", "d"]
 
 
 def test_seeds_are_reset_before_each_call(sandbox):
@@ -301,3 +326,81 @@ def test_student_ref_is_resolved_to_the_students_function(sandbox):
     assert out.value.tolist() == [16.0]
     out = call(sandbox, "apply", StudentRef("broken.py", "ok"), torch.tensor([4.0]))
     assert not out.ok and out.failure.kind == "import"
+
+
+def test_environment_is_scrubbed_and_limits_applied(sandbox):
+    assert "PYTEST_CURRENT_TEST" in os.environ  # set in the grader's process by pytest ...
+    out = call(sandbox, "environment")
+    assert out.ok, out.failure
+    env, cwd, lim = out.value
+    assert "PYTEST_CURRENT_TEST" not in env  # ... and not passed on
+    assert env["PYTHONIOENCODING"] == "utf-8" and env["PYTHONHASHSEED"] == "0"
+    assert env["HOME"] == cwd == str(sandbox.scratch)
+    assert int(env["OMP_NUM_THREADS"]) == len(os.sched_getaffinity(0))
+    assert lim == {"RLIMIT_AS": 2048 * 2**20, "RLIMIT_CORE": 0, "RLIMIT_FSIZE": 64 * 2**20, "RLIMIT_NOFILE": 256}
+
+
+def _gone(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ")[1].startswith("Z")  # a zombie waiting for init
+    except OSError:
+        return True
+
+
+def test_processes_that_left_the_group_are_killed_with_the_worker(sandbox):
+    out = call(sandbox, "escape")
+    assert out.ok, out.failure
+    pid = out.value
+    assert not _gone(pid)
+    assert call(sandbox, "call_os_exit").failure.kind == "exit"  # the worker dies; the sweep runs
+    deadline = time.monotonic() + 5
+    while not _gone(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _gone(pid)
+    assert_works(sandbox)
+
+
+def _python_runs_as(user):
+    try:
+        subprocess.run([sys.executable, "-c", "import torch"], user=user, check=True, capture_output=True,
+                       timeout=120, cwd="/")
+    except (subprocess.SubprocessError, OSError, KeyError, ValueError):
+        return False
+    return True
+
+
+@pytest.mark.root
+def test_worker_runs_as_the_sandbox_user(tmp_path):
+    """Issue 6 hook: with limits.user the worker drops to that user (needs root)."""
+    import pwd
+
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
+    try:
+        pw = pwd.getpwnam("nobody")
+    except KeyError:
+        pytest.skip("no user 'nobody'")
+    if not _python_runs_as("nobody"):
+        pytest.skip("this Python/torch installation is not readable by 'nobody'")
+    (tmp_path / "who.py").write_text(
+        "import os\n"
+        "def who():\n"
+        "    open('written.txt', 'w').write('x')\n"
+        "    return os.getuid(), os.getgid(), os.getgroups()\n")
+    with Sandbox(tmp_path, SandboxLimits(user="nobody")) as sb:
+        out = sb.call(CallRequest(file="who.py", target="who"), timeout=TIMEOUT)
+        assert out.ok, out.failure
+        assert out.value[0] == pw.pw_uid and out.value[1] == pw.pw_gid
+        assert set(out.value[2]) <= {pw.pw_gid}
+        assert (sb.scratch / "written.txt").exists()
+        assert "unprivileged user 'nobody'" in sb.isolation
+
+
+def test_cpu_limit_kills_a_busy_worker(tmp_path):
+    (tmp_path / "spin.py").write_text("def spin():\n    while True:\n        pass\n")
+    with Sandbox(tmp_path, SandboxLimits(cpu_seconds=1)) as sb:
+        out = sb.call(CallRequest(file="spin.py", target="spin"), timeout=30)
+        assert not out.ok and out.failure.kind == "timeout"
+        assert out.failure.summary == "CPU time limit exceeded (1 s)"
+        assert out.seconds < 10

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import secrets
 import shutil
 import signal
 import stat
@@ -51,6 +53,10 @@ BOOT = (
 )
 
 GRADER_DIR = str(Path(__file__).resolve().parent.parent)
+
+#: environment variable carrying a per-sandbox random tag, inherited by anything student code
+#: starts; used to find processes that escaped the process group (setsid) after the worker died
+SANDBOX_TAG = "GRADER_SANDBOX"
 
 _SIGNAL_WORDS = {
     "SIGSEGV": "segmentation fault", "SIGBUS": "bus error", "SIGFPE": "floating-point exception",
@@ -258,6 +264,8 @@ class Sandbox:
         self._uid: Optional[int] = None
         self._gid: Optional[int] = None
         self._next_id = 0
+        #: marks the environment of every process this sandbox starts (see _sweep)
+        self._tag = secrets.token_hex(8)
         self._closed = False
         self._start_error: Optional[str] = None
         self._start_failures = 0
@@ -348,7 +356,7 @@ class Sandbox:
         if self._uid is None:  # shares the grader's user: RLIMIT_NPROC counts the grader's tasks too
             nproc += limits_mod.count_user_tasks(uid)
         cfg = {"req_fd": r_req, "resp_fd": w_resp, "scratch": str(self.scratch), "limits": self.limits.to_dict(),
-               "nproc": nproc, "grader_dir": GRADER_DIR, "t0": time.time()}
+               "nproc": nproc, "grader_dir": GRADER_DIR, "t0": time.time(), "max_message": self.max_message}
         kwargs: dict = {}
         if self._uid is not None:
             kwargs.update(user=self._uid, group=self._gid, extra_groups=[])
@@ -358,7 +366,8 @@ class Sandbox:
                 [self.python, "-s", "-B", "-c", BOOT, json.dumps(cfg)],
                 stdin=subprocess.DEVNULL, stdout=self._out_fd, stderr=self._err_fd,
                 pass_fds=(r_req, w_resp), close_fds=True, cwd=str(self.root / "run"),
-                env=limits_mod.worker_env(home=str(self.scratch), tmp=str(self.root / "tmp")),
+                env={**limits_mod.worker_env(home=str(self.scratch), tmp=str(self.root / "tmp")),
+                     SANDBOX_TAG: self._tag},
                 start_new_session=True, **kwargs)
         except OSError as exc:
             for fd in (r_req, w_req, r_resp, w_resp):
@@ -429,7 +438,35 @@ class Sandbox:
         if w.reap(5.0) is None:
             w.kill_group()
             w.reap(5.0)
+        self._sweep()
         w.close_fds()
+
+    def _sweep(self) -> int:
+        """Kill every process still carrying this sandbox's tag in its environment: children
+        that left the process group (setsid) and were orphaned when the worker died. A process
+        that cleared its environment escapes this; a dedicated sandbox user (issue 6) does not."""
+        token = f"{SANDBOX_TAG}={self._tag}".encode()
+        me = os.getpid()
+        killed = 0
+        try:
+            pids = [int(p) for p in os.listdir("/proc") if p.isdigit()]
+        except OSError:
+            return 0
+        for pid in pids:
+            if pid == me:
+                continue
+            try:
+                with open(f"/proc/{pid}/environ", "rb") as f:
+                    env = f.read()
+            except OSError:
+                continue
+            if token in env.split(b"\0"):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                    killed += 1
+                except OSError:
+                    pass
+        return killed
 
     def _kill_worker(self) -> None:
         w, self._worker = self._worker, None
@@ -452,8 +489,9 @@ class Sandbox:
                 return self.import_failures[f]
         return None
 
-    def call(self, request: CallRequest, timeout: float = 20.0) -> CallOutcome:
-        """Run one request in the worker with a wall-clock limit of ``timeout`` seconds."""
+    def call(self, request: CallRequest, timeout: Optional[float] = 20.0) -> CallOutcome:
+        """Run one request in the worker with a wall-clock limit of ``timeout`` seconds
+        (None: no wall-clock limit, only the CPU limit). Not thread-safe: one call at a time."""
         if self._closed:
             raise SandboxError("this Sandbox is closed")
         self.open()
@@ -477,7 +515,7 @@ class Sandbox:
         msg: Optional[dict] = None
         failure: Optional[Failure] = None
         start = time.monotonic()
-        deadline = start + float(timeout)
+        deadline = None if timeout is None else start + max(float(timeout), 0.001)
         try:
             write_frame(w.req_w, parts, total, deadline=deadline, alive=w.alive)
             del parts
@@ -497,7 +535,7 @@ class Sandbox:
                     break
         except FrameTimeout:
             self._kill_worker()
-            failure = Failure("timeout", f"timed out after {_fmt_seconds(float(timeout))} s")
+            failure = Failure("timeout", f"timed out after {_fmt_seconds(float(timeout or 0))} s")
         except PeerClosed:
             failure = self._death_failure(w)
         except (ProtocolError, EncodingError) as exc:
@@ -551,6 +589,26 @@ class Sandbox:
             return Failure("crash", "your code closed the worker's connection to the grader")
         self._worker = None
         self._finish(w)  # kill the group (children), reap with rusage
+        failure = self._classify_death(w)
+        if failure.kind == "crash":
+            # faulthandler (enabled in the worker) printed the Python stack to the captured
+            # stderr, most recent call first: the first frame in the scratch dir is the student's
+            where = self._crash_location()
+            if where:
+                failure.file, failure.lineno = where
+                failure.summary += f" in {where[0]} line {where[1]}"
+        return failure
+
+    def _crash_location(self) -> Optional[tuple[str, int]]:
+        if self.scratch is None:
+            return None
+        prefix = str(self.scratch) + os.sep
+        for m in re.finditer(r'File "([^"\n]+)", line (\d+)', cap_output(self._err_fd, 20_000)):
+            if m.group(1).startswith(prefix):
+                return m.group(1)[len(prefix):], int(m.group(2))
+        return None
+
+    def _classify_death(self, w: _Worker) -> Failure:
         status = w.status if w.status is not None else 0
         if os.WIFSIGNALED(status):
             sig = os.WTERMSIG(status)
@@ -573,6 +631,8 @@ class Sandbox:
                                         f"than the {self.limits.file_size_mb} MB file size limit")
             return Failure("crash", f"the worker process was killed by signal {name} ({words})")
         code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else status
+        if code == 70 and "internal worker error" in cap_output(self._err_fd, 20_000):
+            return Failure("protocol", "internal grading error: the worker failed (see its stderr)")
         return Failure("exit", f"your code ended the worker process with os._exit({code})")
 
 

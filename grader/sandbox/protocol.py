@@ -15,6 +15,8 @@ import struct
 import time
 from typing import Callable, Iterable, Optional, Union
 
+import numpy as np
+
 FRAME_MAGIC = b"GSF1"
 _HEAD = struct.Struct("<4sQ")
 _CHUNK = 1 << 20
@@ -106,9 +108,15 @@ def _read_into(fd: int, mv: memoryview, deadline: Optional[float], alive: Option
     return True
 
 
+def _buffer(length: int) -> memoryview:
+    """An uninitialised writable buffer: unlike bytearray(n) it is not zero-filled first, which
+    for a 250 MB array saves a full pass of page faults."""
+    return memoryview(np.empty(length, dtype=np.uint8)).cast("B")
+
+
 def read_frame(fd: int, *, max_bytes: int, deadline: Optional[float] = None,
-               alive: Optional[Callable[[], bool]] = None) -> Optional[bytearray]:
-    """Read one frame's payload into a fresh bytearray; None on EOF between frames."""
+               alive: Optional[Callable[[], bool]] = None) -> Optional[memoryview]:
+    """Read one frame's payload into a fresh writable buffer; None on EOF between frames."""
     head = bytearray(_HEAD.size)
     if not _read_into(fd, memoryview(head), deadline, alive, at_start=True):
         return None
@@ -117,8 +125,8 @@ def read_frame(fd: int, *, max_bytes: int, deadline: Optional[float] = None,
         raise ProtocolError("bad frame magic (the stream is corrupted)")
     if length > max_bytes:
         raise ProtocolError(f"frame of {length} bytes exceeds the {max_bytes}-byte limit")
-    buf = bytearray(length)
-    _read_into(fd, memoryview(buf), deadline, alive, at_start=False)
+    buf = _buffer(length)
+    _read_into(fd, buf, deadline, alive, at_start=False)
     return buf
 
 
@@ -133,7 +141,7 @@ def read_frame_header(fd: int) -> Optional[int]:
     return length
 
 
-def read_exact(fd: int, length: int, discard: bool = False) -> Optional[bytearray]:
+def read_exact(fd: int, length: int, discard: bool = False) -> Optional[memoryview]:
     """Blocking: read ``length`` bytes (or skip them when ``discard``)."""
     if discard:
         scratch = bytearray(min(length, _CHUNK) or 1)
@@ -144,6 +152,6 @@ def read_exact(fd: int, length: int, discard: bool = False) -> Optional[bytearra
                 raise PeerClosed("EOF while draining a frame")
             left -= n
         return None
-    buf = bytearray(length)
-    _read_into(fd, memoryview(buf), None, None, at_start=False)
+    buf = _buffer(length)
+    _read_into(fd, buf, None, None, at_start=False)
     return buf

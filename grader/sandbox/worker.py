@@ -47,8 +47,8 @@ from .ops import MissingTarget, OpError, StudentImportError
 from .protocol import PeerClosed, ProtocolError, read_exact, read_frame_header, write_frame
 from .refs import CallableRef, StudentRef
 
-#: messages larger than this are refused before allocation (inputs and results)
-MAX_MESSAGE = 512 * 1024 * 1024 + (1 << 20)
+#: default size limit of one message (inputs or results); the client passes its own
+MAX_MESSAGE = 512 * 1024 * 1024
 _CHUNK_ELEMS = 1 << 20
 
 
@@ -161,6 +161,7 @@ class Worker:
         self.resp_fd = int(cfg["resp_fd"])
         self.scratch = os.path.realpath(cfg["scratch"])
         self.pid = os.getpid()
+        self.max_message = int(cfg.get("max_message") or MAX_MESSAGE)
         self.modules: dict[str, Any] = {}
         self.failed: dict[str, dict] = {}
         self.module_names: set[str] = set()
@@ -187,7 +188,7 @@ class Worker:
 
     # -- protocol
     def send(self, message: dict) -> None:
-        parts, total = encode_parts(message, name="response", max_bytes=MAX_MESSAGE)
+        parts, total = encode_parts(message, name="response", max_bytes=self.max_message)
         write_frame(self.resp_fd, parts, total)
 
     def serve(self) -> None:
@@ -199,7 +200,7 @@ class Worker:
             if length is None:
                 os._exit(0)
             try:
-                if length > MAX_MESSAGE:
+                if length > self.max_message + (1 << 20):
                     raise MemoryError
                 buf = read_exact(self.req_fd, length)
             except MemoryError:
@@ -374,7 +375,7 @@ class Worker:
                 summary = f"your code called exit() with message {_safe_str(SystemExit(code), 200)!r}"
             return {**base, "kind": "exit", "summary": summary + where}, True
         if isinstance(exc, KeyboardInterrupt):
-            return {**base, "kind": "exception", "summary": f"your code raised KeyboardInterrupt{where}"}, True
+            return {**base, "kind": "exception", "summary": f"your code raised KeyboardInterrupt{where}"}, False
         if is_memory_error(exc):
             return {**base, "kind": "memory", "summary": f"memory limit exceeded ({self.limits.memory_mb} MB){where}"}, True
         if isinstance(exc, OSError) and exc.errno == errno.EFBIG:
@@ -399,11 +400,11 @@ class Worker:
         return failure, restart
 
     # -- one request
-    def handle(self, buf: bytearray) -> dict:
+    def handle(self, buf: memoryview) -> dict:
         t_start = time.perf_counter()
         try:
-            request = decode(buf, copy=True, max_bytes=MAX_MESSAGE)
-            pristine = decode(memoryview(buf).toreadonly(), copy=False, raw_tensors=True, max_bytes=MAX_MESSAGE)
+            request = decode(buf, copy=True, max_bytes=self.max_message)
+            pristine = decode(buf.toreadonly(), copy=False, raw_tensors=True, max_bytes=self.max_message)
         except EncodingError as exc:
             return {"type": "result", "id": None, "ok": False, "restart": True,
                     "failure": {"kind": "protocol", "summary": f"internal grading error: bad request ({exc})"}}
