@@ -116,7 +116,19 @@ def _run_checks(planned: list[PlannedCheck], submission: Submission, assignment:
     # the sandbox is closed here: every worker (and anything it spawned) is dead before any
     # result is written
     apply_requirements(planned, verdicts)
+    annotate_untouched(submission, verdicts)
     return verdicts
+
+
+def annotate_untouched(submission: Submission, verdicts: list[Verdict]) -> None:
+    """Say up front when a failing check's file is the untouched starter file."""
+    for v in verdicts:
+        f = submission.files.get(v.file)
+        if f is None or not f.untouched or v.passed:
+            continue
+        what = ("the starter notebook as handed out: it has not been run" if f.kind == "notebook"
+                else "identical to the starter code: nothing has been implemented yet")
+        v.output = f"_{v.file} is {what}._\n\n" + v.output
 
 
 def apply_requirements(planned: list[PlannedCheck], verdicts: list[Verdict]) -> None:
@@ -160,10 +172,7 @@ def run_one(check: PlannedCheck, ctx: CheckContext) -> Verdict:
         return _internal(check, traceback.format_exc(limit=8), t0)
     if not cases:
         return _internal(check, "the check produced no results (a bug in the check kind)", t0)
-    verdict = _verdict(check, cases, t0)
-    if file and file.untouched and not verdict.passed:
-        verdict.output = f"_{spec.file} is identical to the starter code: nothing has been implemented yet._\n\n" + verdict.output
-    return verdict
+    return _verdict(check, cases, t0)
 
 
 def _verdict(check: PlannedCheck, cases: list[CaseResult], t0: float) -> Verdict:
