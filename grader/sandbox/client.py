@@ -373,8 +373,6 @@ class Sandbox:
             for fd in (r_req, w_req, r_resp, w_resp):
                 os.close(fd)
             raise _StartError(f"cannot start {self.python}: {exc}") from None
-        finally:
-            pass
         os.close(r_req)
         os.close(w_resp)
         os.set_blocking(w_req, False)

@@ -38,7 +38,7 @@ import io
 import json
 import math
 import struct
-from typing import Any, Iterator, Optional, Union
+from typing import Any, Optional, Union
 
 import numpy as np
 import torch
@@ -627,15 +627,3 @@ def decode(data: Buffer, *, copy: bool = True, max_bytes: int = DEFAULT_MAX_BYTE
         raise EncodingError("malformed message: nested too deeply") from None
     except (ValueError, TypeError, KeyError, IndexError, OverflowError, struct.error, AssertionError) as exc:
         raise EncodingError(f"malformed message ({type(exc).__name__}: {exc})") from None
-
-
-def iter_refs(value: Any) -> Iterator[Any]:
-    """Every CallableRef/StudentRef inside ``value`` (lists, tuples, dicts)."""
-    if isinstance(value, (CallableRef, StudentRef)):
-        yield value
-    elif isinstance(value, (list, tuple)):
-        for v in value:
-            yield from iter_refs(v)
-    elif isinstance(value, dict):
-        for v in value.values():
-            yield from iter_refs(v)

@@ -2,15 +2,17 @@
 
 ``memory_mb`` is the worker's *address-space* limit (RLIMIT_AS), the same number the engine's
 grader.yaml calls "address-space limit of a worker". RLIMIT_AS counts virtual memory, and
-``import torch`` maps a lot of it without touching it: measured on torch 2.13.0+cpu / numpy 2.4 /
-Python 3.11 (x86-64), a warmed-up worker has VmSize ~ 600 MB with 1 thread and ~ 800 MB with 2
-threads (VmRSS ~ 230 MB). Each extra thread adds its stack and possibly a malloc arena, so the
-worker runs with ``MALLOC_ARENA_MAX=2`` and one OpenMP thread per CPU it may use. The default of
-2048 MB leaves ~ 1.2 GB for inputs and the student's tensors (a float64 (10000, 3073) input is
-246 MB, and the worker holds it twice: the received message and the fresh copy) and still turns a
-runaway allocation into ``MemoryError`` -> "memory limit exceeded (2048 MB)". The worker applies
-the limit itself after importing torch and before any student code, and refuses to start (with
-a message naming ``memory_mb``) if its own baseline does not leave room.
+``import torch`` maps a lot of it without touching it. Measured (torch 2.13.0+cpu, numpy 2.4,
+Python 3.11, x86-64) after the worker's warm-up (a matmul, a backward pass, a numpy matmul):
+VmSize 620 MB with 1 thread, 735 MB with 2 threads (peak 761 MB), VmRSS 229 MB either way;
+``import numpy`` alone is ~140 MB. So 768 MB is refused at start-up, 1024 MB works for small
+inputs but cannot even receive a float64 (10000, 3073) input (246 MB, held twice: the received
+message and the fresh copy), and the default of 2048 MB leaves ~1.3 GB for inputs and the
+student's tensors while a runaway allocation (``torch.empty(50 GB)``, ``[0] * 10**10``) still
+fails at once with ``MemoryError`` -> "memory limit exceeded (2048 MB)". The worker runs with
+``MALLOC_ARENA_MAX=2`` and one BLAS/OpenMP thread per CPU it may use, so thread arenas do not
+inflate the address space. It applies the limit itself after importing torch and before any
+student code, and refuses to start, naming ``memory_mb``, if its baseline leaves < 64 MB.
 
 Why the limits are applied inside the worker rather than in a ``preexec_fn``: the grader process
 is multi-threaded (torch's thread pools), and Python documents ``preexec_fn`` as unsafe in the
@@ -54,10 +56,10 @@ class SandboxLimits:
 
 
 def available_cpus() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):
-        return max(1, os.cpu_count() or 1)
+    """Affinity cut to the cgroup CPU quota (Gradescope grants half a CPU): see grader.cpus."""
+    from grader.cpus import available_cpus as usable
+
+    return usable()
 
 
 def worker_env(home: str, tmp: str) -> dict[str, str]:

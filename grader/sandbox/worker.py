@@ -2,7 +2,10 @@
 
 Started by :class:`grader.sandbox.client.Sandbox` as ``python -s -B -c BOOT CONFIG_JSON`` (see
 ``client.BOOT``) in a new session, with a scrubbed environment, stdin = /dev/null, fd 1 and 2 =
-capture files owned by the grader, and two dedicated pipe fds for the protocol. It
+capture files owned by the grader, and two dedicated pipe fds for the protocol. Not ``-I``: it
+implies ``-E``, which would ignore ``PYTHONHASHSEED=0`` (set/dict-of-str order would differ from
+run to run); the environment is built from scratch anyway, BOOT's first line drops the ``''``
+(cwd) entry of ``sys.path``, and the start-up cwd is an empty private directory. It
 
 1. imports numpy and torch (and this package) *before* the scratch directory is on
    ``sys.path``, and later appends the scratch directory at the END of ``sys.path``, so a
@@ -284,12 +287,13 @@ class Worker:
         path = os.path.join(self.scratch, file)
         if not os.path.isfile(path):
             raise MissingTarget(f"{file} is missing from the submission")
-        name = self._module_name(file)
-        existing = sys.modules.get(name)
-        if existing is not None and os.path.realpath(getattr(existing, "__file__", "") or "") == os.path.realpath(path):
+        stem = os.path.splitext(os.path.basename(file))[0]
+        existing = sys.modules.get(stem)
+        if existing is not None and os.path.realpath(getattr(existing, "__file__", None) or "") == os.path.realpath(path):
             # already imported by another student file (`import knn`): the same module
             self.modules[file] = existing
             return existing
+        name = self._module_name(file)
         self.send({"type": "phase", "id": self.rid, "phase": "import", "file": file})
         self.phase = "import"
         self.reset_state()
