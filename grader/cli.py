@@ -40,6 +40,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     chk = sub.add_parser("check-specs", help="validate every spec and run it against the reference (it must score full marks)")
     _add_config(chk)
+
+    from grader.batch.cli import add_parsers as add_batch_parsers
+
+    add_batch_parsers(sub, _add_config)  # batch, diff
     return parser
 
 
@@ -84,7 +88,19 @@ def cmd_check_specs(args: argparse.Namespace) -> int:
     return check_specs(_load(args.config))
 
 
-COMMANDS = {"run": cmd_run, "demo": cmd_demo, "check-specs": cmd_check_specs}
+def cmd_batch(args: argparse.Namespace) -> int:
+    from grader.batch.cli import cmd_batch as batch
+
+    return batch(args, _load(args.config))
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    from grader.batch.cli import cmd_diff as diff
+
+    return diff(args)
+
+
+COMMANDS = {"run": cmd_run, "demo": cmd_demo, "check-specs": cmd_check_specs, "batch": cmd_batch, "diff": cmd_diff}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

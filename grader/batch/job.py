@@ -1,0 +1,203 @@
+"""One submission's grading job: the unit the local pool and a Dask cluster both run.
+
+:func:`run_job` starts :mod:`grader.batch.child` (the same code path as ``grader run``) in a
+new session, waits for it with a wall-clock limit, and kills it together with everything it
+started (sandbox workers live in sessions of their own, so the whole process tree is frozen and
+killed, not only the child's group) when the limit passes or the batch is stopped. It never
+raises for anything a submission does: the :class:`JobResult` says ``ok``, ``unreadable``,
+``internal_error``, ``timeout``, ``crash`` or ``interrupted``, and carries the texts to write.
+
+Nothing here writes to the batch's output folder: the caller does, so a job run on a remote
+Dask worker needs no shared filesystem for submissions or results (the upload travels as bytes
+in :attr:`Job.payload`). The worker does need the grader and the assignment (grader.yaml,
+specs, reference) at the same path as the client; it checks that its copy has the client's
+fingerprint and refuses to grade otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+LOG_TAIL = 20_000
+POLL_SECONDS = 0.1
+
+STATUSES = ("ok", "unreadable", "internal_error", "timeout", "crash", "interrupted")
+
+
+@dataclass
+class Job:
+    name: str
+    upload_name: str  # the file or folder name as uploaded (error messages show only this)
+    kind: str  # "dir" | "file"
+    config: str  # absolute path of grader.yaml (on the worker too)
+    fingerprint: str  # grader.batch.fingerprint of the client's assignment and options
+    timeout: float
+    title: str = ""
+    only: Optional[list[str]] = None
+    budget: Optional[float] = None
+    upload_path: Optional[str] = None  # grade this path in place (local runs)
+    payload: Optional[bytes] = None  # or recreate the upload from these bytes (remote runs)
+    scratch: Optional[str] = None  # parent of the job's temporary folder (default: the system's)
+
+
+@dataclass
+class JobResult:
+    name: str
+    status: str
+    reason: str = ""
+    seconds: float = 0.0
+    results_text: Optional[str] = None
+    report_text: Optional[str] = None
+    log_text: str = ""
+    host: str = field(default_factory=socket.gethostname)
+
+
+def run_job(job: Job, stop: Optional[threading.Event] = None) -> JobResult:
+    """Grade one submission in a fresh process with a wall-clock limit. Never raises for a
+    submission's sake; ``stop`` (set by the batch on Ctrl-C) kills the grading promptly."""
+    started = time.monotonic()
+    scratch = job.scratch if job.scratch and os.path.isdir(job.scratch) else None
+    work = Path(tempfile.mkdtemp(prefix="grader-batch-", dir=scratch))
+    try:
+        problem = _check_assignment(job)
+        if problem:
+            return JobResult(job.name, "internal_error", problem, time.monotonic() - started)
+        if job.payload is not None:
+            from grader.batch.inputs import unpack
+
+            try:
+                upload = unpack(job.payload, job.kind, work / "upload" / job.upload_name)
+            except Exception as exc:  # a packed folder that cannot be recreated
+                return JobResult(job.name, "unreadable", f"the upload could not be recreated on the worker: {exc}",
+                                 time.monotonic() - started)
+        else:
+            upload = Path(job.upload_path or job.upload_name)
+        return _run_child(job, upload.absolute(), work, stop, started)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _check_assignment(job: Job) -> str:
+    from grader.batch.fingerprint import assignment_fingerprint
+    from grader.config import load_config
+
+    try:
+        mine = assignment_fingerprint(load_config(job.config), job.only, job.budget)
+    except Exception as exc:  # noqa: BLE001 - reported as this submission's internal error
+        return f"cannot load the assignment on {socket.gethostname()}: {exc}"
+    if mine != job.fingerprint:
+        return (f"the assignment on {socket.gethostname()} ({job.config}) differs from the one the batch was "
+                "started with (grader.yaml, test_specs/, reference/ or template changed, or the worker has "
+                "another checkout); not graded")
+    return ""
+
+
+def _run_child(job: Job, upload: Path, work: Path, stop: Optional[threading.Event], started: float) -> JobResult:
+    out = work / "out"
+    tmp = work / "tmp"
+    out.mkdir()
+    tmp.mkdir()
+    spec = {"upload": upload.name, "config": job.config, "only": job.only, "budget": job.budget,
+            "out": str(out), "title": job.title}
+    (work / "job.json").write_text(json.dumps(spec), encoding="utf-8")
+    env = {**os.environ, "TMPDIR": str(tmp), "PYTHONDONTWRITEBYTECODE": "1"}
+    log_path = work / "child.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "grader.batch.child", str(work / "job.json")],
+                                cwd=str(upload.parent), env=env, stdin=subprocess.DEVNULL, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = started + job.timeout
+        ended = None
+        while True:
+            try:
+                proc.wait(timeout=POLL_SECONDS)
+                break
+            except subprocess.TimeoutExpired:
+                pass
+            if stop is not None and stop.is_set():
+                ended = "interrupted"
+            elif time.monotonic() > deadline:
+                ended = "timeout"
+            if ended:
+                kill_tree(proc)
+                break
+    seconds = time.monotonic() - started
+    log_text = _tail(log_path)
+    if ended == "interrupted":
+        return JobResult(job.name, "interrupted", "the batch was stopped", seconds, log_text=log_text)
+    if ended == "timeout":
+        return JobResult(job.name, "timeout", f"timed out: grading took longer than {job.timeout:g} s and was stopped",
+                         seconds, log_text=log_text)
+    results, meta = out / "results.json", out / "meta.json"
+    if proc.returncode != 0 or not results.is_file() or not meta.is_file():
+        last = [line for line in log_text.strip().splitlines() if line.strip()][-1:] or [""]
+        return JobResult(job.name, "crash", f"the grading process {_exit_words(proc.returncode)}"
+                         + (f": {last[0][:200]}" if last[0] else ""), seconds, log_text=log_text)
+    info = json.loads(meta.read_text(encoding="utf-8"))
+    report = out / "report.md"
+    return JobResult(job.name, info["status"], info.get("reason", ""), seconds,
+                     results.read_text(encoding="utf-8"),
+                     report.read_text(encoding="utf-8") if report.is_file() else None, log_text)
+
+
+def kill_tree(proc: subprocess.Popen) -> None:
+    """Freeze the child's group, then kill it and every descendant (sandbox workers start their
+    own sessions, so the group alone is not enough)."""
+    try:
+        os.killpg(proc.pid, signal.SIGSTOP)
+    except OSError:
+        pass
+    try:
+        import psutil
+
+        descendants = psutil.Process(proc.pid).children(recursive=True)
+    except Exception:  # noqa: BLE001 - already gone
+        descendants = []
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except OSError:
+        pass
+    for p in descendants:
+        try:
+            p.kill()
+        except Exception:  # noqa: BLE001
+            pass
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:  # pragma: no cover - SIGKILL is not ignorable
+        pass
+
+
+def _exit_words(code: Optional[int]) -> str:
+    if code is None:
+        return "did not finish"
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        hint = " (out of memory?)" if name == "SIGKILL" else ""
+        return f"was killed by {name}{hint}"
+    if code == 0:
+        return "ended without writing results"
+    return f"exited with code {code}"
+
+
+def _tail(path: Path) -> str:
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return ""
+    return data[-LOG_TAIL:].decode("utf-8", "replace")
