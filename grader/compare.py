@@ -306,3 +306,81 @@ def _mismatch_message(ef: np.ndarray, gf: np.ndarray, bad: np.ndarray, tol: Tole
         if "rel_error" in details:
             lines.append(f"Relative error {details['rel_error']:.3g} (bound {tol.bound:g}).")
     return " ".join(lines)
+
+
+# --------------------------------------------------------------------------- iterated updates
+
+@dataclass(frozen=True)
+class StepTolerance:
+    """How close step t of an iterated computation (an optimizer trajectory) must be.
+
+    A correct rule written another way (the lecture's two momentum forms, fused operations, a
+    float32 intermediate) differs from the reference by rounding at every step, and every step
+    carries the earlier differences forward, amplified by the update map (near a saddle point by
+    about ``1 + lr*|curvature|`` per step). So step t allows the step-1 tolerance times
+    ``(1 + growth)**(t - 1)``, capped at ``max_factor``: roomy for honest rounding late in a run,
+    yet far tighter than any wrong formula, which is off by about ``lr*|dw|`` at its first step.
+    """
+
+    base: Tolerance = Tolerance("allclose", rtol=1e-6, atol=1e-9)
+    growth: float = 0.05
+    max_factor: float = 100.0
+
+    def factor(self, step: int) -> float:
+        return min((1.0 + self.growth) ** max(step - 1, 0), self.max_factor)
+
+    def at(self, step: int) -> Tolerance:
+        f = self.factor(step)
+        return Tolerance(self.base.mode, self.base.rtol * f, self.base.atol * f, self.base.bound * f,
+                         self.base.floor, self.base.dtype, self.base.shape, False)
+
+    def describe(self) -> str:
+        return (f"{self.base.describe()} at step 1, times (1 + {self.growth:g})^(t-1) at step t "
+                f"(at most {self.max_factor:g} times)")
+
+
+def _finite_masked(e: np.ndarray, g: np.ndarray) -> tuple[bool, np.ndarray, np.ndarray]:
+    """(same NaN/Inf pattern?, e and g with those entries zeroed)."""
+    fe, fg = ~np.isfinite(e), ~np.isfinite(g)
+    same = bool(np.array_equal(fe, fg) and np.array_equal(np.where(fe, e, 0.0), np.where(fg, g, 0.0), equal_nan=True))
+    return same, np.where(fe, 0.0, e), np.where(fg, 0.0, g)
+
+
+def compare_steps(expected: Any, got: Any, tol: StepTolerance, step_name: str = "w_{t}",
+                  nonfinite_equal: bool = False) -> Comparison:
+    """Compare stacked per-step values, shape ``(T, *shape)``, step by step; the first step that
+    differs decides, and the message names it (``step_name`` with ``{t}`` = the 1-based step).
+
+    ``details``: ``step`` (first differing step, 1-based) and ``steps`` (T). A shorter ``got``
+    fails at its first missing step. ``nonfinite_equal`` lets NaN/Inf match the same NaN/Inf in
+    ``expected``: for recognising a known mistake's output, never for scoring.
+    """
+    e_n, g_n = _numeric(expected), _numeric(got)
+    if e_n is None or e_n[0].ndim < 1:
+        raise SpecError("compare_steps: the expected steps must be a stacked array (T, ...)")
+    if g_n is None or g_n[0].ndim < 1:
+        return Comparison(False, f"expected a stack of steps, got {describe_value(got)}.")
+    (e, e_dtype), (g, g_dtype) = e_n, g_n
+    total = int(e.shape[0])
+    if tuple(e.shape[1:]) != tuple(g.shape[1:]):
+        return Comparison(False, f"{step_name.format(t=1)}: shape mismatch: expected {tuple(e.shape[1:])}, got {tuple(g.shape[1:])}.",
+                          details={"step": 1, "steps": total})
+    for i in range(total):
+        t = i + 1
+        name = step_name.format(t=t)
+        if i >= g.shape[0]:
+            return Comparison(False, f"{name}: missing (only {g.shape[0]} of {total} steps were computed).",
+                              details={"step": t, "steps": total})
+        ei, gi = e[i], g[i]
+        if nonfinite_equal:
+            same, ei, gi = _finite_masked(np.asarray(ei, dtype=np.float64), np.asarray(gi, dtype=np.float64))
+            if not same:
+                return Comparison(False, f"{name}: NaN/Inf pattern differs.", details={"step": t, "steps": total})
+        sub = _compare_arrays(ei, e_dtype, gi, g_dtype, tol.at(t), name)
+        if not sub.ok:
+            agree = "" if t == 1 else "; step 1 agrees" if t == 2 else f"; steps 1 to {t - 1} agree"
+            sub.message = f"Step {t} of {total} is the first that differs from the reference{agree}. {sub.message}"
+            sub.details = {**sub.details, "step": t, "steps": total}
+            return sub
+    return Comparison(True, expected=np.asarray(e, dtype=np.float64), got=np.asarray(g, dtype=np.float64),
+                      details={"steps": total})

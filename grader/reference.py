@@ -27,7 +27,8 @@ class ReferenceModules:
             path = self.dir / file
             if not path.is_file():
                 raise SpecError(f"reference file {path} does not exist")
-            name = f"_grader_reference_{path.stem}"
+            # named by the relative path, so reference/mistakes/x.py never replaces reference/x.py
+            name = "_grader_reference_" + "_".join(Path(file).with_suffix("").parts)
             spec = importlib.util.spec_from_file_location(name, path)
             assert spec and spec.loader
             mod = importlib.util.module_from_spec(spec)

@@ -69,3 +69,6 @@ def quadratic_loss(params: dict) -> Callable[..., Any]:
 
 
 __all__ = ["REGISTRY", "register_callable", "resolve_callable", "UnknownCallable", "CallableRef", "StudentRef"]
+
+# trusted objectives for optimizer checks register themselves on import
+from . import objectives as _objectives  # noqa: E402,F401

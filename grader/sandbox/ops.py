@@ -94,3 +94,7 @@ def call(ctx: Any, request: dict) -> Any:
     if not callable(fn):
         raise MissingTarget(f"{file}: {target!r} should be a function but is a {type(fn).__name__}")
     return fn(*ctx.args, **ctx.kwargs)
+
+
+# ops defined in their own modules register themselves on import
+from . import trajectory as _trajectory  # noqa: E402,F401  (the "trajectory" op)
