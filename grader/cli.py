@@ -41,6 +41,33 @@ def build_parser() -> argparse.ArgumentParser:
     chk = sub.add_parser("check-specs", help="validate every spec and run it against the reference (it must score full marks)")
     _add_config(chk)
 
+    gs = sub.add_parser("gradescope", help="Gradescope's run_autograder: grade $AUTOGRADER_ROOT/submission into results/results.json")
+    gs.add_argument("--root", type=Path, default=None, help="the /autograder tree (default $AUTOGRADER_ROOT or /autograder)")
+    gs.add_argument("--budget", type=float, default=None, help="override limits.total_budget (seconds)")
+    gs.add_argument("--only", action="append", default=None, help="run only this check id or file (repeatable)")
+    gs.add_argument("--sandbox-user", default=None, help="run student code as this user ('none': as the grader's user); default $GRADER_SANDBOX_USER, then grader.yaml")
+    _add_config(gs)
+
+    pkg = sub.add_parser("package", help="build the Gradescope upload zip (refuses if specs fail the reference or points do not add up)")
+    pkg.add_argument("--out", type=Path, default=Path("autograder.zip"))
+    pkg.add_argument("--props-archive", type=Path, default=None, help="the real Progress-Objects-Sample.tar.gz (default: data.props_source, gradescope/props/; else the SYNTHETIC stand-in)")
+    pkg.add_argument("--props-md5", default=None, help="expected md5 of the archive (default: the real PROPS archive's)")
+    _add_config(pkg)
+
+    ctr = sub.add_parser("container", help="build the Docker image, or run a submission in it the way Gradescope does")
+    csub = ctr.add_subparsers(dest="container_command", required=True)
+    cb = csub.add_parser("build", help="docker build the grader image (Dockerfile at the repo root)")
+    cb.add_argument("--tag", default=None, help="image tag (default dl-autograder:latest)")
+    cb.add_argument("--build-arg", action="append", default=[], metavar="KEY=VALUE", help="passed to the build (e.g. PROPS_ARCHIVE_MD5=...)")
+    cr = csub.add_parser("run", help="run one submission in the image: mount submission/ and results/, call /autograder/run_autograder")
+    cr.add_argument("submission", type=Path, help="a folder or a .zip, as the student uploaded it")
+    cr.add_argument("--tag", default=None, help="image tag (default dl-autograder:latest)")
+    cr.add_argument("--metadata", type=Path, default=None, help="a submission_metadata.json (default: one made up, due in a week)")
+    cr.add_argument("--results", type=Path, default=None, help="folder to keep results.json and stdout in (default: a temporary one)")
+    cr.add_argument("--memory", default="768m", help="container memory limit (Gradescope's default: 768m)")
+    cr.add_argument("--cpus", type=float, default=0.5, help="CPUs (Gradescope's default: 0.5)")
+    cr.add_argument("--timeout", type=float, default=600, help="the platform timeout to emulate (seconds)")
+
     from grader.batch.cli import add_parsers as add_batch_parsers
 
     add_batch_parsers(sub, _add_config)  # batch, diff
@@ -100,7 +127,30 @@ def cmd_diff(args: argparse.Namespace) -> int:
     return diff(args)
 
 
+def cmd_gradescope(args: argparse.Namespace) -> int:
+    from grader.gradescope import run_autograder
+
+    return run_autograder(args.root, config=args.config, budget=args.budget, only=args.only, sandbox_user=args.sandbox_user)
+
+
+def cmd_package(args: argparse.Namespace) -> int:
+    from grader.deploy import package
+
+    package(_load(args.config), args.out, props_archive=args.props_archive, props_md5=args.props_md5)
+    return 0
+
+
+def cmd_container(args: argparse.Namespace) -> int:
+    from grader import container
+
+    if args.container_command == "build":
+        return container.cmd_build(args.tag, args.build_arg)
+    return container.cmd_run(args.submission, tag=args.tag, metadata=args.metadata, results=args.results,
+                             memory=args.memory, cpus=args.cpus, timeout=args.timeout)
+
+
 COMMANDS = {"run": cmd_run, "demo": cmd_demo, "check-specs": cmd_check_specs, "batch": cmd_batch, "diff": cmd_diff}
+COMMANDS.update({"gradescope": cmd_gradescope, "package": cmd_package, "container": cmd_container})
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

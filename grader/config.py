@@ -89,6 +89,17 @@ class SandboxConfig(_Strict):
     )
 
 
+class GradescopeConfig(_Strict):
+    """Platform settings used by ``run_autograder`` (see grader/gradescope.py)."""
+
+    max_submissions_per_day: Optional[int] = Field(
+        None, ge=1, description="graded submissions per student in any 24 h; null = no limit"
+    )
+    platform_timeout: float = Field(
+        600.0, gt=0, description="the autograder timeout set on Gradescope (seconds)"
+    )
+
+
 class AssignmentConfig(_Strict):
     title: str
     files: list[ExpectedFile] = Field(min_length=1)
@@ -99,6 +110,7 @@ class AssignmentConfig(_Strict):
     feedback: Feedback = Feedback()
     data: DataConfig = DataConfig()
     sandbox: SandboxConfig = SandboxConfig()
+    gradescope: GradescopeConfig = GradescopeConfig()
     total_points: Optional[float] = Field(
         None, description="if set, the specs' points must add up to it"
     )
@@ -109,6 +121,16 @@ class AssignmentConfig(_Strict):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"files listed twice: {', '.join(dupes)}")
+        return self
+
+    @model_validator(mode="after")
+    def _budget_below_platform_timeout(self) -> "AssignmentConfig":
+        # the platform discards everything at its timeout: our own deadline must come first
+        if self.limits.total_budget >= self.gradescope.platform_timeout:
+            raise ValueError(
+                f"limits.total_budget ({self.limits.total_budget:g} s) must be below "
+                f"gradescope.platform_timeout ({self.gradescope.platform_timeout:g} s)"
+            )
         return self
 
 

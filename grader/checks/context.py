@@ -20,6 +20,10 @@ if TYPE_CHECKING:  # pragma: no cover
     from grader.submission import Submission
 
 
+#: a student call is not started with less than this left of the run's time budget
+DEADLINE_MARGIN = 0.2
+
+
 @dataclass
 class BuiltCase:
     """A case's concrete inputs, built once; each consumer gets fresh copies."""
@@ -103,4 +107,12 @@ class CheckContext:
             seed=case.seed,
             options=dict(options or {}),
         )
-        return self.sandbox.call(request, timeout=timeout if timeout is not None else self.timeout_for(spec))
+        if self.deadline.expired(DEADLINE_MARGIN):
+            # no worker is started (that alone takes seconds) for a call that could not run:
+            # without this, every remaining case of a check would overrun the deadline
+            from grader.sandbox import CallOutcome, Failure
+
+            return CallOutcome(ok=False, failure=Failure(
+                "timeout", f"not run: the grading time budget ({self.deadline.seconds:g} s) was used up"))
+        wanted = timeout if timeout is not None else (spec.timeout or self.assignment.config.limits.check_timeout)
+        return self.sandbox.call(request, timeout=self.deadline.limit(wanted))
