@@ -457,3 +457,32 @@ _ops.OPS["trajectory"] = lambda ctx, request: {"w": "all correct", "stopped": No
     # the file is imported during the first request, so from the second on the op is forged
     assert cases[0].passed and len(cases) > 20
     assert all(not c.passed and "could not be read" in c.message for c in cases[1:])
+
+
+def test_readme_trajectory_example_is_a_valid_spec(repo):
+    import yaml
+
+    from grader.checks.trajectory import TrajectoryCheck
+
+    text = (repo / "README.md").read_text()
+    section = text[text.index("### `trajectory` checks"):]
+    snippet = section[section.index("```yaml") + 7: section.index("```", section.index("```yaml") + 7)]
+    (raw,) = yaml.safe_load(snippet)
+    spec = TrajectoryCheck.model_validate({**raw, "file": "optimizers.py"})
+    assert spec.kind == "trajectory" and spec.steps == 50 and spec.compare.tolerance().growth == 0.05
+
+
+@pytest.mark.parametrize("args, message", [
+    ({"w": {"randn": [3]}}, "exactly one of objective"),
+    ({"w": {"randn": [3]}, "dw": {"randn": [3]}}, "set mode: teacher_forced"),
+    ({"w": {"randn": [3]}, "objective": {"callable": "no_such_objective"}}, "unknown callable 'no_such_objective'"),
+    ({"w": {"randn": [3]}, "objective": {"callable": "saddle"}, "lr": 0.1}, "unknown ['lr']"),
+])
+def test_spec_mistakes_are_named_at_load_time(args, message):
+    from pydantic import ValidationError
+
+    from grader.checks.trajectory import TrajectoryCheck
+
+    with pytest.raises(ValidationError, match=re.escape(message)):
+        TrajectoryCheck.model_validate({"id": "x", "name": "x", "kind": "trajectory", "function": "sgd", "points": 1,
+                                        "file": "optimizers.py", "cases": [{"args": args}]})
