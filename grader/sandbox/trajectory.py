@@ -57,8 +57,10 @@ def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
     """Bit-for-bit equal values (NaN equal to NaN): was a tensor left as it was given?"""
     if not isinstance(a, torch.Tensor) or a.shape != b.shape or a.dtype != b.dtype:
         return False
-    return bool(torch.equal(a, b) or torch.equal(torch.nan_to_num(a, nan=0.0), torch.nan_to_num(b, nan=0.0))
-                and torch.equal(a.isnan(), b.isnan()))
+    if torch.equal(a, b):
+        return True
+    nan_a, nan_b = a.isnan(), b.isnan()
+    return bool(torch.equal(nan_a, nan_b) and torch.equal(a[~nan_a], b[~nan_b]))
 
 
 def _step(rule: Callable, w: torch.Tensor, dw: torch.Tensor, config: Any, t: int, run: RuleRun) -> tuple[Optional[torch.Tensor], Any]:
