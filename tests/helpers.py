@@ -11,7 +11,7 @@ from grader.config import Assignment
 from grader.engine import GradeOptions, GradingRun, grade_to_file
 
 
-def fast(assignment: Assignment, check_timeout: float = 4.0, total_budget: Optional[float] = None) -> Assignment:
+def fast(assignment: Assignment, check_timeout: float = 10.0, total_budget: Optional[float] = None) -> Assignment:
     """The shipped assignment with a short per-check limit, so hanging tests stay quick."""
     limits = assignment.config.limits.model_copy(update={"check_timeout": check_timeout, **({"total_budget": total_budget} if total_budget else {})})
     return Assignment(assignment.config.model_copy(update={"limits": limits}), assignment.path)
