@@ -13,6 +13,7 @@ FROM gradescope/autograder-base:ubuntu-22.04 AS base
 
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 ENV GRADER_VENV=/opt/grader-venv \
+    GRADER_CONTAINER=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     LANG=C.UTF-8 \

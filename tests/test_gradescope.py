@@ -83,7 +83,9 @@ def make_root(tmp_path: Path, source: Path, submission: Path | None, metadata: d
 def run_script(root: Path, *args: str, user: str = "none", env: dict | None = None, timeout: float = 300):
     """The platform's call: /autograder/run_autograder with cwd /autograder, as root."""
     e = {k: v for k, v in os.environ.items() if not k.startswith("GRADER_")}
-    e.update(AUTOGRADER_ROOT=str(root), GRADER_PYTHON=sys.executable, GRADER_SANDBOX_USER=user)
+    # GRADER_CONTAINER=0: the platform's container mode refuses to run without a dedicated
+    # user, and these tests mostly run as the grader's user (the privilege drop has its test)
+    e.update(AUTOGRADER_ROOT=str(root), GRADER_PYTHON=sys.executable, GRADER_SANDBOX_USER=user, GRADER_CONTAINER="0")
     e.update(env or {})
     t0 = time.monotonic()
     proc = subprocess.run(["bash", str(root / "run_autograder"), *args], cwd=root, env=e, capture_output=True,
