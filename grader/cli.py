@@ -32,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--only", action="append", default=None, help="run only this check id or file (repeatable)")
     run.add_argument("--budget", type=float, default=None, help="override the total time budget (seconds)")
     run.add_argument("--quiet", action="store_true", help="do not print the table")
+    run.add_argument("--sandbox-user", default=None, help="run student code as this user (needs root; 'none': as the grader's user); default $GRADER_SANDBOX_USER, then grader.yaml sandbox.user")
     _add_config(run)
 
     demo = sub.add_parser("demo", help="grade the bundled examples (reference, untouched template) and print the tables")
@@ -80,6 +81,17 @@ def _load(config: Optional[Path]):
     return load_config(config or default_config_path())
 
 
+def isolation_note(assignment, user: Optional[str]) -> tuple[str, bool]:
+    """(line for stderr, reduced?): whom student code will run as, or why it will not run."""
+    from grader.sandbox.isolation import IsolationError, choose_user, plan
+
+    try:
+        iso = plan(choose_user(user, assignment.config.sandbox.user))
+    except IsolationError as exc:
+        return f"error: {exc}", True
+    return (f"note: {iso.summary}" if iso.reduced else f"sandbox: {iso.summary}"), iso.reduced
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from grader.engine import GradeOptions, grade_to_file
     from grader.errors import ConfigError
@@ -91,7 +103,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         error = str(exc)
         print(f"error: {exc}", file=sys.stderr)
-    run = grade_to_file(args.submission, assignment, args.results, GradeOptions(total_budget=args.budget, only=args.only), config_error=error)
+    if assignment is not None:
+        note, reduced = isolation_note(assignment, args.sandbox_user)
+        if reduced or not args.quiet:
+            print(note, file=sys.stderr)
+    run = grade_to_file(args.submission, assignment, args.results,
+                        GradeOptions(total_budget=args.budget, only=args.only, sandbox_user=args.sandbox_user), config_error=error)
     if not args.quiet:
         print(table(run, title=f"{assignment.title if assignment else 'grading'}: {args.submission}"))
         print(f"results written to {args.results}")

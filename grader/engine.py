@@ -15,7 +15,7 @@ import shutil
 import tempfile
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -54,11 +54,22 @@ class GradeOptions:
     visibility_override: Optional[Callable[[str], str]] = None  # e.g. reveal after due date
     data_provider: Any = None
     only: Optional[list[str]] = None  # check ids or files to run (for debugging a spec)
+    #: where results.json goes (grade_to_file sets it): its folder is kept from student code
+    results_path: Optional[Path] = None
 
 
 def sandbox_limits(assignment: Assignment, user: Optional[str] = None):
-    from grader.sandbox import SandboxLimits
+    """The worker limits from grader.yaml. The sandbox user: ``user`` (CLI/API; "" = none) >
+    $GRADER_SANDBOX_USER > ``sandbox.user``; outside container mode a grader that is not root
+    cannot switch users, so the user is dropped there (reduced isolation, said by the CLI)."""
+    import os
 
+    from grader.sandbox import SandboxLimits
+    from grader.sandbox.isolation import choose_user, container_mode
+
+    user = choose_user(user, assignment.config.sandbox.user)
+    if user and os.geteuid() != 0 and not container_mode():
+        user = None
     lim = assignment.config.limits
     return SandboxLimits(
         memory_mb=lim.memory_mb,
@@ -66,8 +77,28 @@ def sandbox_limits(assignment: Assignment, user: Optional[str] = None):
         max_processes=lim.max_processes,
         file_size_mb=lim.file_size_mb,
         open_files=lim.open_files,
-        user=user if user is not None else assignment.config.sandbox.user,
+        user=user,
     )
+
+
+def protected_paths(assignment: Assignment, results_path: Optional[Path] = None) -> list[Path]:
+    """What student code must never read or write: the assignment's folder (grader.yaml,
+    reference/, test_specs/), the data, the results folder and, on the platform, run_autograder
+    and the submission metadata. Locked in container mode; checked whenever workers run as a
+    dedicated user (see grader.sandbox.isolation)."""
+    import os
+
+    from grader.sandbox.isolation import container_mode
+
+    cfg = assignment.config
+    paths = [assignment.root, assignment.path, assignment.reference_dir, assignment.specs_dir]
+    paths += [assignment.resolve(p) for p in (cfg.data.props_cache, cfg.data.props_source) if p]
+    if results_path is not None:
+        paths.append(Path(results_path).absolute().parent)
+    if container_mode():
+        platform = Path(os.environ.get("AUTOGRADER_ROOT") or "/autograder")
+        paths += [platform / "run_autograder", platform / "submission_metadata.json", platform / "results"]
+    return paths
 
 
 def grade(upload: Path | str, assignment: Assignment, options: Optional[GradeOptions] = None) -> GradingRun:
@@ -109,7 +140,8 @@ def _run_checks(planned: list[PlannedCheck], submission: Submission, assignment:
 
     reference = ReferenceModules(assignment.reference_dir)
     verdicts: list[Verdict] = []
-    with Sandbox(submission.root, sandbox_limits(assignment, options.sandbox_user)) as sandbox:
+    with Sandbox(submission.root, sandbox_limits(assignment, options.sandbox_user),
+                 protected=protected_paths(assignment, options.results_path)) as sandbox:
         ctx = CheckContext(assignment, submission, sandbox, reference, deadline, options.data_provider)
         for check in planned:
             verdicts.append(run_one(check, ctx))
@@ -256,6 +288,8 @@ def grade_to_file(upload: Path | str, assignment: Optional[Assignment], results_
     try:
         if assignment is None:
             raise GraderError(config_error or "no assignment configuration")
+        if options is None or options.results_path is None:
+            options = replace(options or GradeOptions(), results_path=Path(results_path))
         run = grade(upload, assignment, options)
         text = render(run.results)
     except BaseException as exc:  # noqa: BLE001 - results.json must exist whatever happened

@@ -28,9 +28,9 @@ import tempfile
 import time
 from dataclasses import asdict, fields
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
-from . import limits as limits_mod
+from . import isolation as isolation_mod, limits as limits_mod
 from .encoding import EncodingError, decode, encode_parts
 from .limits import SandboxLimits
 from .messages import FAILURE_KINDS, RESTART_KINDS, CallOutcome, CallRequest, Failure
@@ -250,7 +250,7 @@ class Sandbox:
 
     def __init__(self, submission_dir: "str | os.PathLike[str]", limits: Optional[SandboxLimits] = None, *,
                  output_chars: int = 20_000, startup_timeout: float = 120.0, python: Optional[str] = None,
-                 max_message_mb: int = 512):
+                 max_message_mb: int = 512, protected: Sequence["str | os.PathLike[str]"] = ()):
         self.submission_dir = Path(submission_dir)
         self.limits = limits or SandboxLimits()
         self.output_chars = int(output_chars)
@@ -263,6 +263,13 @@ class Sandbox:
         self._out_fd = self._err_fd = -1
         self._uid: Optional[int] = None
         self._gid: Optional[int] = None
+        #: paths the worker's user must not read, list, write or replace (reference/, specs,
+        #: grader.yaml, data, the results folder...): locked in container mode, always checked
+        #: when the worker runs as a dedicated user (see isolation.exposed_paths)
+        self.protected = isolation_mod.existing(protected)
+        #: {path: why} of protected paths the worker's user can reach (only outside container mode)
+        self.exposed: dict[str, str] = {}
+        self._plan: Optional[isolation_mod.Isolation] = None
         self._next_id = 0
         #: marks the environment of every process this sandbox starts (see _sweep)
         self._tag = secrets.token_hex(8)
@@ -285,12 +292,27 @@ class Sandbox:
         self.close()
 
     @property
+    def dedicated(self) -> bool:
+        """Workers run as a separate, unprivileged user (with a group of this Sandbox's own)."""
+        return self._uid is not None
+
+    @property
     def isolation(self) -> str:
-        """One line for the CLI: who student code runs as."""
-        if self.limits.user:
-            return f"student code runs as the unprivileged user {self.limits.user!r} with resource limits"
-        who = "root" if os.geteuid() == 0 else "the grader's own user"
-        return f"reduced isolation: student code runs as {who} (resource limits only)"
+        """One line for the CLI: who student code runs as ("reduced isolation" when not a
+        dedicated user), plus what the worker's user could still reach."""
+        plan = self._plan
+        if plan is None:
+            try:
+                plan = isolation_mod.plan(self.limits.user, container=False)
+            except isolation_mod.IsolationError as exc:
+                return f"refused: {exc}"
+        text = plan.summary
+        net = self.worker_info.get("network_filter")
+        if isinstance(net, str) and net != "on":
+            text += f"; network filter unavailable ({net})"
+        if self.exposed:
+            text += "; warning: the sandbox user can reach " + ", ".join(f"{p} ({why})" for p, why in self.exposed.items())
+        return text
 
     @property
     def startup_seconds(self) -> Optional[float]:
@@ -301,14 +323,37 @@ class Sandbox:
             raise SandboxError("this Sandbox is closed")
         if self.root is not None:
             return
-        if self.limits.user:
-            uid, gid = limits_mod.resolve_user(self.limits.user)
+        if self.limits.user and os.geteuid() != 0:
+            try:
+                uid, _ = limits_mod.resolve_user(self.limits.user)
+            except ValueError as exc:
+                raise SandboxError(str(exc)) from None
             if uid != os.geteuid():
-                if os.geteuid() != 0:
-                    raise SandboxError(
-                        f"cannot run student code as {self.limits.user!r}: the grader is not root "
-                        "(run as root, or set sandbox.user to null for local runs)")
-                self._uid, self._gid = uid, gid
+                raise SandboxError(
+                    f"cannot run student code as {self.limits.user!r}: the grader is not root "
+                    "(run as root, or set sandbox.user to null for local runs)")
+        try:
+            self._plan = plan = isolation_mod.plan(self.limits.user)
+        except isolation_mod.IsolationError as exc:
+            raise SandboxError(str(exc)) from None
+        if plan.dedicated:
+            assert plan.uid is not None and plan.gid is not None
+            self._uid, self._gid = plan.uid, isolation_mod.private_gid()
+            isolation_mod.become_subreaper()
+            if isolation_mod.container_mode():
+                problems = isolation_mod.lock_down(self.protected)
+                if problems:
+                    raise SandboxError("container mode: cannot make these paths root-only: " + "; ".join(problems))
+            try:
+                exposed = isolation_mod.exposed_paths(self.protected, self._uid, self._gid, self.python)
+            except isolation_mod.IsolationError as exc:
+                raise SandboxError(str(exc)) from None
+            if exposed and isolation_mod.container_mode():
+                raise SandboxError(
+                    "container mode: refusing to run student code: the sandbox user can reach "
+                    + ", ".join(f"{p} ({why})" for p, why in exposed.items())
+                    + "; make them readable and writable by root only (chmod 700 folders / 600 files, owned by root)")
+            self.exposed = exposed
         root = Path(tempfile.mkdtemp(prefix="grader-sandbox-"))
         self.root = root
         try:
@@ -322,8 +367,16 @@ class Sandbox:
             self._err_fd = os.open(root / "io" / "stderr", flags, 0o600)
             if self._uid is not None:
                 os.chmod(root, 0o711)  # the worker user may traverse to work/, run/ and tmp/ only
+                try:
+                    os.chown(root / "run", self._uid, self._gid)
+                except OSError:  # e.g. a user namespace without that group: share the user's group
+                    self._gid = self._plan.gid if self._plan is not None else -1
                 for sub in ("work", "run", "tmp"):
                     _chown_tree(root / sub, self._uid, self._gid if self._gid is not None else -1)
+                    # the way in belongs to root and this Sandbox's group: a concurrent worker of
+                    # the same user (batch grading) has another group and cannot enter
+                    os.chown(root / sub, 0, self._gid)
+                    os.chmod(root / sub, 0o2770)
         except BaseException:
             self.close()
             raise
@@ -356,7 +409,8 @@ class Sandbox:
         if self._uid is None:  # shares the grader's user: RLIMIT_NPROC counts the grader's tasks too
             nproc += limits_mod.count_user_tasks(uid)
         cfg = {"req_fd": r_req, "resp_fd": w_resp, "scratch": str(self.scratch), "limits": self.limits.to_dict(),
-               "nproc": nproc, "grader_dir": GRADER_DIR, "t0": time.time(), "max_message": self.max_message}
+               "nproc": nproc, "grader_dir": GRADER_DIR, "t0": time.time(), "max_message": self.max_message,
+               "dedicated": self._uid is not None}
         kwargs: dict = {}
         if self._uid is not None:
             kwargs.update(user=self._uid, group=self._gid, extra_groups=[])
@@ -393,6 +447,11 @@ class Sandbox:
         if ready.get("error"):
             self._finish(w)
             raise _StartError(str(ready["error"]))
+        net = ready.get("network_filter")
+        if net != "on" and isolation_mod.container_mode():
+            self._finish(w)
+            raise _StartError(f"container mode: the network filter could not be installed ({net}); "
+                              "refusing to run student code with network access")
         elapsed = time.monotonic() - t0
         self.startup_times.append(elapsed)
         w.ready = ready
@@ -432,11 +491,14 @@ class Sandbox:
                 p.kill()
             except Exception:
                 pass
-        # issue 6 hook: with a dedicated user, also kill every process of that uid here
         if w.reap(5.0) is None:
             w.kill_group()
             w.reap(5.0)
         self._sweep()
+        if self._uid is not None and self._gid is not None:
+            # everything still running as this Sandbox's user+group: double forks, setsid, a
+            # cleared environment do not matter; only a dedicated user makes this possible
+            isolation_mod.kill_sandbox_processes(self._uid, self._gid, skip=(w.pid,))
         w.close_fds()
 
     def _sweep(self) -> int:
@@ -532,8 +594,12 @@ class Sandbox:
                     msg = m
                     break
         except FrameTimeout:
+            crowded = self._process_count() >= self.limits.max_processes - 1
             self._kill_worker()
             failure = Failure("timeout", f"timed out after {_fmt_seconds(float(timeout or 0))} s")
+            if crowded:  # a fork bomb that swallows its errors runs into the time limit instead
+                failure = Failure("processes", f"too many processes: your code kept starting processes up to the "
+                                               f"limit ({self.limits.max_processes}) and {failure.summary}")
         except PeerClosed:
             failure = self._death_failure(w)
         except (ProtocolError, EncodingError) as exc:
@@ -575,6 +641,12 @@ class Sandbox:
                                modified_inputs=modified, seconds=seconds)
         return CallOutcome(ok=True, value=value, failure=None, stdout=stdout, stderr=stderr,
                            modified_inputs=modified, seconds=seconds)
+
+    def _process_count(self) -> int:
+        """Live tasks of this Sandbox's user and group (0 when there is no dedicated user)."""
+        if self._uid is None or self._gid is None:
+            return 0
+        return isolation_mod.count_sandbox_tasks(self._uid, self._gid)
 
     def _death_failure(self, w: _Worker) -> Failure:
         """The worker closed the pipe without answering: find out how it ended, in words."""

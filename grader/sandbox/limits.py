@@ -21,9 +21,9 @@ is trusted code until it imports the first student file, so applying the limits 
 thing after ``import torch``, is equivalent. :func:`preexec_fn` is kept for callers that spawn
 from a single-threaded process.
 
-Issue 6 (privilege drop) hooks: ``SandboxLimits.user`` makes the worker run as that user
-(``subprocess`` ``user=``/``group=``/``extra_groups=[]``); network filtering (seccomp) would be
-installed by :func:`apply_limits` (``install_filters``) once it exists.
+Identity and network (issue 6): ``SandboxLimits.user`` makes the worker run as that user with a
+group of its own (see :mod:`grader.sandbox.isolation`); :func:`apply_limits` ends by installing
+the seccomp filter of :mod:`grader.sandbox.seccomp` (no internet sockets), in every mode.
 """
 
 from __future__ import annotations
@@ -63,10 +63,13 @@ def available_cpus() -> int:
 
 
 def worker_env(home: str, tmp: str) -> dict[str, str]:
-    """A scrubbed environment: nothing of the grader's (tokens, paths) leaks into the worker."""
+    """A scrubbed environment: nothing of the grader's (tokens, paths) leaks into the worker.
+
+    Built from scratch, never copied: ``PATH`` too is fixed (the grader's PATH can name its
+    virtualenv or source folder), plus the folder of the worker's own interpreter."""
     threads = str(available_cpus())
     return {
-        "PATH": os.environ.get("PATH") or "/usr/local/bin:/usr/bin:/bin",
+        "PATH": safe_path(),
         "HOME": home,
         "TMPDIR": tmp,
         "LANG": "C.UTF-8",
@@ -82,6 +85,14 @@ def worker_env(home: str, tmp: str) -> dict[str, str]:
         "MALLOC_ARENA_MAX": "2",
         "MPLBACKEND": "Agg",
     }
+
+
+def safe_path(python: Optional[str] = None) -> str:
+    import sys
+
+    here = os.path.dirname(python or sys.executable)
+    dirs = ["/usr/local/bin", "/usr/bin", "/bin"]
+    return os.pathsep.join(([here] if here and here not in dirs else []) + dirs)
 
 
 def resolve_user(name: str) -> tuple[int, int]:
@@ -189,7 +200,7 @@ def apply_limits(limits: SandboxLimits, *, nproc: Optional[int] = None, address_
     if address_space:
         _set(resource.RLIMIT_AS, int(limits.memory_mb) * MB)
     applied["as_mb"] = resource.getrlimit(resource.RLIMIT_AS)[0]
-    install_filters(limits)
+    applied["network_filter"] = install_filters(limits) or "on"
     return applied
 
 
@@ -202,8 +213,12 @@ def arm_cpu_limit(limits: SandboxLimits) -> None:
     resource.setrlimit(resource.RLIMIT_CPU, (want, hard))
 
 
-def install_filters(limits: SandboxLimits) -> None:
-    """Hook for issue 6: a seccomp filter denying internet sockets goes here (not yet)."""
+def install_filters(limits: SandboxLimits) -> Optional[str]:
+    """The kernel-level network barrier (:mod:`grader.sandbox.seccomp`): None when installed,
+    else why not (the worker reports it; container mode then refuses to grade)."""
+    from . import seccomp
+
+    return seccomp.install()
 
 
 def preexec_fn(limits: SandboxLimits, *, nproc: Optional[int] = None) -> Callable[[], None]:

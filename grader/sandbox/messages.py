@@ -6,11 +6,11 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 #: Every value ``Failure.kind`` can take.
-FAILURE_KINDS = ("exception", "timeout", "exit", "crash", "memory", "import", "missing", "protocol")
+FAILURE_KINDS = ("exception", "timeout", "exit", "crash", "memory", "processes", "import", "missing", "protocol")
 
 #: After a failure of one of these kinds the worker's process group is killed and the next call
 #: gets a fresh worker (the old one may be in any state).
-RESTART_KINDS = frozenset({"timeout", "exit", "crash", "memory", "protocol"})
+RESTART_KINDS = frozenset({"timeout", "exit", "crash", "memory", "processes", "protocol"})
 
 
 @dataclass

@@ -43,7 +43,7 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
-from . import callables, limits as limits_mod, ops
+from . import callables, limits as limits_mod, ops, seccomp
 from .encoding import EncodingError, Named, TensorView, decode, encode_parts, transport_dtype
 from .limits import SandboxLimits
 from .ops import MissingTarget, OpError, StudentImportError
@@ -83,6 +83,73 @@ def is_memory_error(exc: BaseException) -> bool:
         msg = _safe_str(exc, 400).lower()
         return "can't allocate memory" in msg or "cannot allocate memory" in msg or "out of memory" in msg
     return False
+
+
+#: words in torch's errors when code asks for a GPU that is not there (CPU build, no driver)
+_GPU_WORDS = ("not compiled with cuda", "no nvidia driver", "no cuda gpus are available", "cuda driver",
+              "cuda is not available", "not linked with support for mps", "mps backend", "cuda error",
+              "invalid device string: 'cuda", "torch.cuda")
+
+
+def _chain(exc: BaseException) -> list:
+    out, seen, e = [], set(), exc
+    while e is not None and id(e) not in seen and len(out) < 10:
+        seen.add(id(e))
+        out.append(e)
+        e = e.__cause__ or e.__context__
+    return out
+
+
+def is_gpu_error(exc: BaseException) -> bool:
+    """Student code asked for CUDA/MPS (``.cuda()``, ``device='cuda'``) on this CPU-only grader."""
+    if not isinstance(exc, (AssertionError, RuntimeError, ValueError, TypeError, OSError)):
+        return False
+    msg = _safe_str(exc, 600).lower()
+    return any(w in msg for w in _GPU_WORDS)
+
+
+def is_network_blocked(exc: BaseException) -> bool:
+    """An ``EPERM`` from creating a socket: the worker's seccomp filter (or audit hook) said no.
+    Also when wrapped (urllib's URLError keeps it as its context)."""
+    for e in _chain(exc):
+        if isinstance(e, OSError) and e.errno in (errno.EPERM, errno.EACCES):
+            if any(os.path.basename(f.filename) == "socket.py" for f in traceback.extract_tb(e.__traceback__)):
+                return True
+            if NETWORK_BLOCKED in _safe_str(e, 400):
+                return True
+    return False
+
+
+_SPAWN_NAMES = {"fork", "_fork_exec", "_execute_child", "_launch", "_Popen", "posix_spawn", "forkpty", "spawnv",
+                "_start_new_thread", "start"}
+
+
+def is_process_limit(exc: BaseException) -> bool:
+    """Starting a process or thread failed for want of room under RLIMIT_NPROC (a fork bomb)."""
+    if isinstance(exc, RuntimeError) and "can't start new thread" in _safe_str(exc, 200):
+        return True
+    if isinstance(exc, OSError) and exc.errno == errno.EAGAIN:
+        for f in traceback.extract_tb(exc.__traceback__)[-4:]:
+            line = f.line or ""
+            if f.name in _SPAWN_NAMES or "fork" in line or "Popen" in line or "spawn" in line or "system(" in line:
+                return True
+    return False
+
+
+#: the text of the PermissionError the worker's audit hook raises for an internet socket
+NETWORK_BLOCKED = "internet sockets are not allowed in the grader"
+
+
+def _audit_network(event: str, args: tuple) -> None:
+    """Defence in depth in front of the seccomp filter: a clear message for the common case.
+    (ctypes or a subprocess bypasses any Python hook; the kernel filter stops those.)"""
+    if event == "socket.__new__":
+        try:
+            family = int(args[1])
+        except (IndexError, TypeError, ValueError):
+            family = -1
+        if family != 1:  # AF_UNIX
+            raise PermissionError(errno.EPERM, NETWORK_BLOCKED)
 
 
 def _fmt_num(x: float) -> str:
@@ -382,10 +449,23 @@ class Worker:
             return {**base, "kind": "exception", "summary": f"your code raised KeyboardInterrupt{where}"}, False
         if is_memory_error(exc):
             return {**base, "kind": "memory", "summary": f"memory limit exceeded ({self.limits.memory_mb} MB){where}"}, True
+        if is_process_limit(exc):
+            return {**base, "kind": "processes", "summary":
+                    f"too many processes: your code started more processes or threads than the limit "
+                    f"({self.limits.max_processes}) allows{where}"}, True
+        short = msg if len(msg) <= 300 else msg[:297] + "..."
+        if is_gpu_error(exc):
+            return {**base, "kind": "exception", "summary":
+                    f"{name}{where}: {short}. Your code tried to use a GPU: the grader has no GPU, and the course "
+                    "asks you not to move tensors to another device (remove .cuda(), .to('cuda') and "
+                    "device='cuda'; keep tensors on the device of the inputs)"}, False
+        if is_network_blocked(exc):
+            return {**base, "kind": "exception", "summary":
+                    f"{name}{where}: {short}. Network access is blocked while grading: your code may not open "
+                    "internet connections (no downloads, no sockets)"}, False
         if isinstance(exc, OSError) and exc.errno == errno.EFBIG:
             return {**base, "kind": "exception", "summary":
                     f"your code wrote more than the {self.limits.file_size_mb} MB file size limit (to a file or as output){where}"}, False
-        short = msg if len(msg) <= 300 else msg[:297] + "..."
         return {**base, "kind": "exception", "summary": f"{name}{where}: {short}" if short else f"{name}{where}"}, False
 
     def import_failure(self, file: str, exc: BaseException) -> tuple[dict, bool]:
@@ -555,10 +635,15 @@ def main(cfg: dict) -> None:
     except Exception as exc:  # pragma: no cover - start-up failure is reported, not raised
         error = f"worker start-up failed: {type(exc).__name__}: {exc}"
         baseline = limits_mod.vm_size_mb()
+    if not error:
+        if cfg.get("dedicated"):
+            seccomp.set_not_dumpable()  # other workers of the same user cannot read our memory
+        sys.addaudithook(_audit_network)
     os.chdir(worker.scratch)
     sys.path.append(worker.scratch)
     worker.send({"type": "ready", "pid": os.getpid(), "error": error, "baseline_vm_mb": baseline,
                  "as_limit": applied.get("as_mb"), "cpu_hard": applied.get("cpu_hard"),
+                 "network_filter": applied.get("network_filter"), "uid": os.getuid(), "gid": os.getgid(),
                  "startup_seconds": time.time() - t0, "torch": torch.__version__, "numpy": np.__version__,
                  "python": sys.version.split()[0], "threads": torch.get_num_threads()})
     if error:
