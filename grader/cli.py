@@ -42,6 +42,14 @@ def build_parser() -> argparse.ArgumentParser:
     chk = sub.add_parser("check-specs", help="validate every spec and run it against the reference (it must score full marks)")
     _add_config(chk)
 
+    mm = sub.add_parser("make-models", help="train the reference SVM and Softmax on the configured PROPS data (default: the SYNTHETIC stand-in) and save them in the course's format")
+    mm.add_argument("--out", type=Path, default=None, help="folder for svm_best_model.pt and softmax_best_model.pt (default: examples/reference_submission)")
+    mm.add_argument("--iters", type=int, default=2000, help="SGD iterations per model (default 2000, as the course's test_one_param_set)")
+    mm.add_argument("--search", action="store_true", help="run the reference's whole hyperparameter grid instead of one fixed pair (slow)")
+    mm.add_argument("--source", type=Path, default=None, help="PROPS archive or folder to train on (default: data.props_source, else the SYNTHETIC stand-in)")
+    mm.add_argument("--md5", default=None, help="expected md5 of --source when it is an archive (default: the real PROPS archive's)")
+    _add_config(mm)
+
     gs = sub.add_parser("gradescope", help="Gradescope's run_autograder: grade $AUTOGRADER_ROOT/submission into results/results.json")
     gs.add_argument("--root", type=Path, default=None, help="the /autograder tree (default $AUTOGRADER_ROOT or /autograder)")
     gs.add_argument("--budget", type=float, default=None, help="override limits.total_budget (seconds)")
@@ -166,7 +174,15 @@ def cmd_container(args: argparse.Namespace) -> int:
                              memory=args.memory, cpus=args.cpus, timeout=args.timeout)
 
 
+def cmd_make_models(args: argparse.Namespace) -> int:
+    from grader.make_models import make_models
+
+    make_models(_load(args.config), args.out, iters=args.iters, search=args.search, source=args.source, md5=args.md5, log=sys.stdout)
+    return 0
+
+
 COMMANDS = {"run": cmd_run, "demo": cmd_demo, "check-specs": cmd_check_specs, "batch": cmd_batch, "diff": cmd_diff}
+COMMANDS["make-models"] = cmd_make_models
 COMMANDS.update({"gradescope": cmd_gradescope, "package": cmd_package, "container": cmd_container})
 
 

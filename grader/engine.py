@@ -142,7 +142,8 @@ def _run_checks(planned: list[PlannedCheck], submission: Submission, assignment:
     verdicts: list[Verdict] = []
     with Sandbox(submission.root, sandbox_limits(assignment, options.sandbox_user),
                  protected=protected_paths(assignment, options.results_path)) as sandbox:
-        ctx = CheckContext(assignment, submission, sandbox, reference, deadline, options.data_provider)
+        data = options.data_provider if options.data_provider is not None else props_provider(assignment)
+        ctx = CheckContext(assignment, submission, sandbox, reference, deadline, data)
         for check in planned:
             verdicts.append(run_one(check, ctx))
     # the sandbox is closed here: every worker (and anything it spawned) is dead before any
@@ -150,6 +151,13 @@ def _run_checks(planned: list[PlannedCheck], submission: Submission, assignment:
     apply_requirements(planned, verdicts)
     annotate_untouched(submission, verdicts)
     return verdicts
+
+
+def props_provider(assignment: Assignment):
+    """The configured PROPS data, loaded lazily on the first accuracy check (grader/dataprovider.py)."""
+    from grader.dataprovider import PropsProvider
+
+    return PropsProvider.for_assignment(assignment)
 
 
 def annotate_untouched(submission: Submission, verdicts: list[Verdict]) -> None:

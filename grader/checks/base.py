@@ -91,6 +91,15 @@ class CaseResult:
     notes: list[str] = field(default_factory=list)
     # machine-readable facts for the results (e.g. {"leaderboard": {...}, "accuracy": 0.47})
     data: dict = field(default_factory=dict)
+    # fraction of the weight earned, for graded rather than pass/fail cases (accuracy
+    # thresholds); None means all of it when passed, none otherwise
+    credit: Optional[float] = None
+
+    def earned(self) -> float:
+        if self.credit is None:
+            return self.weight if self.passed else 0.0
+        credit = float(self.credit)
+        return self.weight * min(credit, 1.0) if credit > 0.0 else 0.0  # NaN earns nothing
 
 
 @dataclass
@@ -120,7 +129,7 @@ def score_cases(points: float, cases: list[CaseResult]) -> float:
     total = sum(c.weight for c in cases)
     if total <= 0:
         return 0.0
-    earned = sum(c.weight for c in cases if c.passed)
+    earned = sum(c.earned() for c in cases)
     return round(points * earned / total, 4)
 
 

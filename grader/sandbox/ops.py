@@ -98,3 +98,4 @@ def call(ctx: Any, request: dict) -> Any:
 
 # ops defined in their own modules register themselves on import
 from . import trajectory as _trajectory  # noqa: E402,F401  (the "trajectory" op)
+from . import models as _models  # noqa: E402,F401  ("load_model")
