@@ -34,6 +34,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import sys
 import threading
 import time
@@ -271,6 +272,9 @@ def rate_limit(meta: Optional[SubmissionMetadata], limit: Optional[int], now: Op
     return RateDecision(True, used, limit, oldest + DAY, meta.last_graded())
 
 
+_NUMBER = re.compile(r"^[0-9]+(\.[0-9]+)*$")
+
+
 def results_from_json(doc: dict) -> "Any":
     """A :class:`grader.results.Results` from a results.json document (ours, or a previous
     one from the platform); rows that do not fit the schema are dropped, never trusted."""
@@ -288,7 +292,7 @@ def results_from_json(doc: dict) -> "Any":
                 max_score=max(0.0, max_score),
                 output=str(t.get("output") or ""),
                 visibility=t.get("visibility") if t.get("visibility") in ("hidden", "after_due_date", "after_published", "visible") else "visible",
-                number=t.get("number") if isinstance(t.get("number"), str) else None,
+                number=t.get("number") if isinstance(t.get("number"), str) and _NUMBER.match(t["number"]) else None,
                 tags=[str(x) for x in t.get("tags") or [] if isinstance(x, str)],
                 extra_data=t.get("extra_data") if isinstance(t.get("extra_data"), dict) else {},
             )
@@ -337,7 +341,8 @@ def rate_limited_results(decision: RateDecision, seconds: float, override: Optio
 # ---------------------------------------------------------------------------------- watchdog
 class Watchdog:
     """Last resort against the platform's timeout: if the trusted process is still running at
-    ``seconds``, kill every descendant (the workers), write ``write()``'s document, and exit.
+    ``seconds``, kill every descendant (the workers), write an internal-error results.json
+    naming ``message``, and end the process.
 
     The normal path hands its results over with :meth:`publish`, under the same lock, so the
     watchdog can never overwrite (or race with) a finished results.json.
@@ -381,15 +386,14 @@ class Watchdog:
                 return
             self._done = True
             self.fired = True
-            kill_descendants()
-            text = render(internal_error_results(self.message, self.seconds))
-            write_atomic(self.results_path, text)
             try:
+                kill_descendants()
+                write_atomic(self.results_path, render(internal_error_results(self.message, self.seconds)))
                 print(f"watchdog: grading did not finish within {self.seconds:g} s; wrote an internal-error results.json",
                       flush=True)
                 sys.stderr.flush()
             finally:
-                os._exit(self.exit_code)
+                os._exit(self.exit_code)  # run_autograder's shell fallback covers a failed write
 
 
 def kill_descendants() -> int:

@@ -439,6 +439,20 @@ def test_rate_limited_submission_keeps_the_previous_score_with_a_message(tmp_pat
     assert doc2["score"] == 17.5 and doc2["output"].count("This submission was not graded") == 1
 
 
+def test_rate_limited_results_survive_a_malformed_previous_document():
+    from grader.gradescope import RateDecision, SubmissionMetadata, rate_limited_results
+    from grader.results import render
+
+    prev = {"submission_time": NOW.isoformat(), "score": 7,
+            "results": {"score": "7", "output": 3, "tests": ["junk", {"score": "x"},
+                        {"name": "", "score": 2, "max_score": 2, "number": "one", "visibility": "secret", "output": "ok"}]}}
+    meta = SubmissionMetadata.model_validate(metadata(NOW, NOW, [prev]))
+    results = rate_limited_results(RateDecision(True, 1, 1, NOW, meta.last_graded()), 0.1)
+    doc = json.loads(render(results))  # validated against the schema
+    assert doc["score"] == 7 and len(doc["tests"]) == 1
+    assert doc["tests"][0]["visibility"] == "visible" and "number" not in doc["tests"][0]
+
+
 def test_rate_limit_counts_graded_submissions_in_the_last_24_hours(tmp_path, reference_submission):
     from grader.gradescope import SubmissionMetadata, rate_limit, run_autograder
 
