@@ -22,6 +22,7 @@ from grader.batch.store import RECORD, RESULTS, read_record
 from grader.errors import GraderError
 
 EPS = 1e-9
+MAX_SHOWN = 5  # changed checks listed per submission in the table; the CSV has every one
 
 
 @dataclass
@@ -118,6 +119,7 @@ def _pts(x: Optional[float]) -> str:
 
 def diff_text(d: BatchDiff, width: int = 140) -> str:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     buf = io.StringIO()
@@ -131,16 +133,18 @@ def diff_text(d: BatchDiff, width: int = 140) -> str:
         t.add_column("change", justify="right")
         t.add_column("checks (old -> new)", overflow="fold")
         for c in d.changed:
-            checks = ", ".join(f"{k.check} {_pts(k.old)}->{_pts(k.new)}" for k in c.checks)
-            status = f" [status {c.old_status}->{c.new_status}]" if c.old_status != c.new_status else ""
-            t.add_row(c.name, c.who, _pts(c.old_total), _pts(c.new_total), f"{c.delta:+g}", checks + status)
+            checks = ", ".join(f"{k.check} {_pts(k.old)}->{_pts(k.new)}" for k in c.checks[:MAX_SHOWN])
+            if len(c.checks) > MAX_SHOWN:
+                checks += f" and {len(c.checks) - MAX_SHOWN} more (--csv lists all)"
+            status = f"status {c.old_status}->{c.new_status}; " if c.old_status != c.new_status else ""
+            t.add_row(*(escape(x) for x in (c.name, c.who, _pts(c.old_total), _pts(c.new_total), f"{c.delta:+g}", status + checks)))
         console.print(t)
     console.print(f"{len(d.gained)} gained points, {len(d.lost)} lost points, "
                   f"{len(d.changed) - len(d.gained) - len(d.lost)} changed without a net change, {d.unchanged} unchanged.")
     if d.only_old:
-        console.print(f"Only in the old run: {', '.join(d.only_old)}")
+        console.print(escape(f"Only in the old run: {', '.join(d.only_old)}"))
     if d.only_new:
-        console.print(f"Only in the new run: {', '.join(d.only_new)}")
+        console.print(escape(f"Only in the new run: {', '.join(d.only_new)}"))
     return buf.getvalue()
 
 

@@ -146,6 +146,7 @@ def write_check_summary(path: Path, stats: list[CheckStats]) -> None:
 def summary_text(rows: list[Row], stats: list[CheckStats], width: int = 120) -> str:
     """The per-check table and the status counts, as plain text (printed and saved)."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     t = Table(title="Per-check summary")
@@ -155,7 +156,7 @@ def summary_text(rows: list[Row], stats: list[CheckStats], width: int = 120) -> 
     t.add_column("pass rate", justify="right")
     t.add_column("mean", justify="right")
     for s in stats:
-        t.add_row(s.column.number, s.column.key, f"{s.column.points:g}", f"{s.passed}/{s.n} ({100 * s.pass_rate:.0f}%)",
+        t.add_row(s.column.number, escape(s.column.key), f"{s.column.points:g}", f"{s.passed}/{s.n} ({100 * s.pass_rate:.0f}%)",
                   f"{s.mean:.2f}")
     buf = io.StringIO()
     console = Console(file=buf, width=width, color_system=None, force_terminal=False, highlight=False)
@@ -166,7 +167,7 @@ def summary_text(rows: list[Row], stats: list[CheckStats], width: int = 120) -> 
     totals = [r.total for r in rows if r.total is not None and r.status in ("ok", "unreadable")]
     max_total = next((r.max_total for r in rows if r.max_total), None)
     line = f"{len(rows)} submissions: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
-    console.print(line)
+    console.print(escape(line))
     if totals:
         console.print(f"Total (graded): mean {statistics.fmean(totals):.2f}, median {statistics.median(totals):g}, "
                       f"min {min(totals):g}, max {max(totals):g}" + (f" of {max_total:g}" if max_total else ""))
@@ -204,6 +205,7 @@ def write_plots(out: Path, rows: list[Row], stats: list[CheckStats]) -> list[Pat
     ax.set_yticks(range(len(stats)))
     ax.set_yticklabels(labels, fontsize=8)
     ax.set_xlim(0, 100)
+    ax.set_ylim(-0.6, len(stats) - 0.4)
     ax.set_xlabel("submissions passing (%)")
     ax.set_title("Pass rate per check")
     fig.tight_layout()

@@ -114,7 +114,7 @@ def run_batch(input_path: Path | str, assignment: Assignment, options: BatchOpti
         if res.status == "interrupted":
             return
         rec = Record(up.name, res.status, res.reason, digest, fingerprint, timeout, round(res.seconds, 3), None, None,
-                     res.host, submitters=[s.__dict__ for s in up.submitters], gradescope=up.gradescope, upload=str(up.path))
+                     res.host, submitters=[s.__dict__ for s in up.submitters], gradescope=up.gradescope, upload=str(up.path.absolute()))
         write_outcome(out / out_name(up.name), res, planned, rec)
         report.graded.append(up.name)
         if res.status in FAILED:
