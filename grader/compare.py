@@ -384,3 +384,59 @@ def compare_steps(expected: Any, got: Any, tol: StepTolerance, step_name: str = 
             return sub
     return Comparison(True, expected=np.asarray(e, dtype=np.float64), got=np.asarray(g, dtype=np.float64),
                       details={"steps": total})
+
+
+# --------------------------------------------------------------------------- numeric gradients
+
+@dataclass(frozen=True)
+class GradientTolerance:
+    """The course's gradient check: ``|num - ana| / max(|num| + |ana|, floor) <= bound``.
+
+    ``num`` is a centred difference of the student's own loss, ``ana`` the gradient they return.
+    Without the floor an entry whose true value is 0 would divide rounding noise by ~0 and fail
+    a correct solution; with it, such entries must agree to ``bound * floor`` absolutely, which
+    is still far above the noise of a float64 centred difference (about eps * |loss| / h).
+    """
+
+    bound: float = 1e-5
+    floor: float = 1e-4
+
+    def describe(self) -> str:
+        return f"relative error |num - ana| / max(|num| + |ana|, {self.floor:g}) <= {self.bound:g}"
+
+
+def gradient_errors(numeric: Any, analytic: Any, floor: float) -> np.ndarray:
+    """Elementwise relative errors; NaN or Inf on either side gives inf, so it never passes."""
+    n = np.asarray(numeric, dtype=np.float64)
+    a = np.asarray(analytic, dtype=np.float64)
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        err = np.abs(n - a) / np.maximum(np.abs(n) + np.abs(a), floor)
+    return np.where(np.isfinite(err), err, np.inf)
+
+
+def compare_gradient(numeric: Any, analytic: Any, labels: Sequence[str], tol: GradientTolerance,
+                     what: str = "dW", worst: int = 5) -> Comparison:
+    """Numeric vs analytic derivatives at sampled places (coordinates, directions).
+
+    On failure the message is a small table of the worst places (label, analytic, numeric,
+    relative error), worst first. ``expected`` is the numeric side, ``got`` the analytic one;
+    ``details['rel_error']`` holds every relative error.
+    """
+    n = np.asarray(numeric, dtype=np.float64).reshape(-1)
+    a = np.asarray(analytic, dtype=np.float64).reshape(-1)
+    if n.shape != a.shape or len(labels) != n.size:
+        raise SpecError("compare_gradient: numeric, analytic and labels must have the same length")
+    err = gradient_errors(n, a, tol.floor)
+    details = {"rel_error": err, "max_rel_error": float(err.max()) if err.size else 0.0}
+    bad = ~(err <= tol.bound)
+    if not bad.any():
+        return Comparison(True, expected=n, got=a, details=details)
+    order = [int(i) for i in np.argsort(-err, kind="stable") if bad[i]][:worst]
+    rows = [(labels[i], f"{a[i]:.10g}", f"{n[i]:.10g}", "inf" if np.isinf(err[i]) else f"{err[i]:.3g}") for i in order]
+    head = ("where", "analytic (yours)", "numeric", "rel. error")
+    widths = [max(len(r[k]) for r in rows + [head]) for k in range(4)]
+    table = "\n".join("  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in [head] + rows)
+    shown = "worst first" if len(order) == int(bad.sum()) else f"the worst {len(order)}"
+    message = (f"{what}: {int(bad.sum())} of {n.size} disagree ({tol.describe()}); {shown}:\n"
+               f"```\n{table}\n```")
+    return Comparison(False, message, expected=n, got=a, details=details)

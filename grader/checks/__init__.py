@@ -8,7 +8,7 @@ from grader.checks import base  # noqa: F401
 from grader.checks import notebook, source, value  # noqa: F401
 from grader.checks.base import KINDS, CaseResult, CheckSpec, Verdict, register_kind  # noqa: F401
 
-for _optional in ("gradient", "trajectory", "accuracy", "properties"):
+for _optional in ("gradient", "trajectory", "accuracy", "properties", "agreement", "training"):
     try:  # kinds added by later work; absent modules simply are not registered
         __import__(f"grader.checks.{_optional}")
     except ModuleNotFoundError as _exc:

@@ -7,6 +7,13 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # pragma: no cover
     from grader.sandbox import Failure
 
+#: (exception type, text in its message, hint): crashes whose usual cause is a known mistake
+KNOWN_FAILURES = [
+    ("AttributeError", "'float' object has no attribute 'item'",
+     "training needs the loss as a torch tensor: train_linear_classifier calls loss.item(), and a loss "
+     "function returned a Python float (from .item() or float(...)?). Return the loss as a 0-d tensor."),
+]
+
 
 def failure_text(failure: "Failure", file: str) -> str:
     """One readable paragraph: the plain summary, then the student's own traceback lines."""
@@ -19,4 +26,7 @@ def failure_text(failure: "Failure", file: str) -> str:
     tb = (failure.traceback or "").strip()
     if tb and failure.kind in ("exception", "memory"):
         text += "\n\n```\n" + tb[-2500:] + "\n```"
+    for exc_type, words, hint in KNOWN_FAILURES:
+        if failure.exc_type == exc_type and words in (failure.message or ""):
+            text += f"\n\nHint: {hint}"
     return text

@@ -98,4 +98,5 @@ def call(ctx: Any, request: dict) -> Any:
 
 # ops defined in their own modules register themselves on import
 from . import trajectory as _trajectory  # noqa: E402,F401  (the "trajectory" op)
+from . import numeric as _numeric, objects as _objects  # noqa: E402,F401  ("numeric_grad", "call_objects", "method_chain")
 from . import models as _models  # noqa: E402,F401  ("load_model")
