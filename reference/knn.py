@@ -114,12 +114,21 @@ def predict_labels(dists: torch.Tensor, y_train: torch.Tensor, k: int = 1):
     Returns:
         y_pred: int64 Tensor of shape (num_test,), on dists' device.
     """
-    num_train, num_test = dists.shape
-    labels = y_train.to(device=dists.device, dtype=torch.int64)
-    nearest = torch.sort(dists, dim=0, stable=True).indices[:k]  # (k, num_test)
-    neighbour_labels = labels[nearest]  # (k, num_test)
-    num_classes = int(labels.max().item()) + 1 if num_train > 0 else 1
-    votes = torch.zeros(num_classes, num_test, dtype=torch.int64, device=dists.device)
+    order = torch.sort(dists, dim=0, stable=True).indices  # (num_train, num_test)
+    return _vote(order, y_train, k)
+
+
+def _vote(order: torch.Tensor, y_train: torch.Tensor, k: int) -> torch.Tensor:
+    """Majority vote of the first k rows of a per-column nearest-first ordering.
+
+    Split out of predict_labels so cross-validation can sort each fold's distances once and
+    vote for every k, with results identical to calling predict_labels per k.
+    """
+    num_test = order.shape[1]
+    labels = y_train.to(device=order.device, dtype=torch.int64)
+    neighbour_labels = labels[order[:k]]  # (k, num_test)
+    num_classes = int(labels.max().item()) + 1 if labels.numel() > 0 else 1
+    votes = torch.zeros(num_classes, num_test, dtype=torch.int64, device=order.device)
     votes.scatter_add_(0, neighbour_labels, torch.ones_like(neighbour_labels))
     # argmax returns the first maximal index, i.e. the smallest label among tied classes.
     y_pred = torch.argmax(votes, dim=0)
@@ -221,8 +230,9 @@ def knn_cross_validate(
         x_fold_val = x_train_folds[i]
         y_fold_val = y_train_folds[i]
         dists = compute_distances_no_loops(x_fold_train, x_fold_val)
+        order = torch.sort(dists, dim=0, stable=True).indices  # sorted once, voted for every k
         for k in k_choices:
-            y_pred = predict_labels(dists, y_fold_train, k=k)
+            y_pred = _vote(order, y_fold_train, k)
             k_to_accuracies[k].append(_accuracy_percent(y_fold_val, y_pred))
     return k_to_accuracies
 
