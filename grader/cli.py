@@ -80,6 +80,10 @@ def build_parser() -> argparse.ArgumentParser:
     from grader.batch.cli import add_parsers as add_batch_parsers
 
     add_batch_parsers(sub, _add_config)  # batch, diff
+
+    from grader.audit import add_parser as add_audit_parser
+
+    add_audit_parser(sub, _add_config)  # audit
     return parser
 
 
@@ -146,6 +150,12 @@ def cmd_batch(args: argparse.Namespace) -> int:
     return batch(args, _load(args.config))
 
 
+def cmd_audit(args: argparse.Namespace) -> int:
+    from grader.audit import cmd_audit as audit
+
+    return audit(args, _load(args.config))
+
+
 def cmd_diff(args: argparse.Namespace) -> int:
     from grader.batch.cli import cmd_diff as diff
 
@@ -183,6 +193,7 @@ def cmd_make_models(args: argparse.Namespace) -> int:
 
 COMMANDS = {"run": cmd_run, "demo": cmd_demo, "check-specs": cmd_check_specs, "batch": cmd_batch, "diff": cmd_diff}
 COMMANDS["make-models"] = cmd_make_models
+COMMANDS["audit"] = cmd_audit
 COMMANDS.update({"gradescope": cmd_gradescope, "package": cmd_package, "container": cmd_container})
 
 

@@ -18,7 +18,8 @@ hands the rule a velocity: its meaning depends on that choice. Adam's ``m``, ``v
 caches of AdaGrad and RMSProp are documented, so cases may give them.) A rule that writes into
 the ``w`` or ``dw`` it was given fails the case (``inputs_unmodified``). When a failing output
 matches a known mistake (``reference/mistakes/<file>``, see grader/mistakes.py) its hint is added;
-a hint never changes the score.
+otherwise the update step that first diverged (``w_t - w_{t-1}``) is described numerically
+(grader/diagnose.py: a constant factor, a sign flip, ...). Neither changes the score.
 
 Case args (by name): ``w`` (start), ``objective`` (``{callable: ...}``) or, teacher-forced only,
 ``dw`` (one step), and optionally ``config`` (absent = ``config=None``: the documented defaults).
@@ -37,6 +38,7 @@ from grader.checks.base import CaseResult, CaseSpec, CheckSpec, register_kind
 from grader.checks.context import BuiltCase, CheckContext, reset_trusted_state
 from grader.checks.feedback import failure_text
 from grader.compare import Comparison, StepTolerance, Tolerance, compare_steps
+from grader.diagnose import describe_difference
 from grader.errors import SpecError
 from grader.inputs import Callable_, fresh_copy
 from grader.mistakes import KnownMistake, known_mistakes
@@ -239,6 +241,21 @@ def _matching_hint(plan: _Plan, inp: _Inputs, got: torch.Tensor, seed: int, mist
     return None
 
 
+def _step_diagnosis(cmp: Comparison, plan: _Plan, inp: _Inputs, expected: torch.Tensor, got: torch.Tensor) -> Optional[str]:
+    """How the first diverging update step differs from the reference's (a factor, a sign, ...)."""
+    step = cmp.details.get("step")
+    if not isinstance(step, int) or not 1 <= step <= got.shape[0]:
+        return None
+    if plan.mode == "forced":  # both started from the same given point
+        prev_e = prev_g = plan.args[0][step - 1].to(torch.float64)
+    elif step == 1:
+        prev_e = prev_g = inp.w.to(torch.float64)
+    else:
+        prev_e, prev_g = expected[step - 2], got[step - 2]
+    return describe_difference((expected[step - 1] - prev_e).numpy(), (got[step - 1] - prev_g).numpy(),
+                               what=f"update step w_{step} - w_{step - 1}")
+
+
 def _modified_text(modified: dict) -> str:
     parts = [f"{name} (first at step {step})" for name, step in sorted(modified.items())]
     return (f"Your rule modified its input {' and '.join(parts)} in place; build a new next_w and leave "
@@ -268,6 +285,10 @@ def _judge(spec: TrajectoryCheck, header: str, case_spec: CaseSpec, case: BuiltC
         hint = _matching_hint(plan, inp, got.w, case.seed, mistakes, tol) if mistakes and got.stopped is None else None
         if hint:
             lines.append(f"Hint: your results match a known mistake: {hint}")
+        else:
+            diagnosis = _step_diagnosis(cmp, plan, inp, expected, got.w)
+            if diagnosis:
+                lines.append(f"Hint: {diagnosis}")
     if got.modified:
         if spec.inputs_unmodified:
             passed = False

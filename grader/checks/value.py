@@ -3,6 +3,11 @@
 Each case is built from its seed, run through the reference (trusted, in-process) and through
 the student's function (sandboxed), and compared by :mod:`grader.compare`. A case also fails
 when the student modified an input in place (the course API says inputs are never modified).
+
+A failing output that matches a known wrong variant (``reference/mistakes/<file>``, see
+grader/mistakes.py) gets that variant's hint; otherwise :mod:`grader.diagnose` says how the
+numbers differ (a constant factor, a sign, a transpose, an offset) when it can. Neither changes
+the score.
 """
 
 from __future__ import annotations
@@ -15,8 +20,9 @@ from grader.checks.base import CaseResult, CaseSpec, CheckSpec, register_kind
 from grader.checks.context import BuiltCase, CheckContext
 from grader.checks.feedback import failure_text
 from grader.compare import Comparison, Tolerance, compare
-from grader.diagnose import describe_difference
+from grader.diagnose import as_numbers, describe_difference
 from grader.inputs import InputContext
+from grader.mistakes import HINT_LEAD, KnownMistake, call_variant, first_match, known_mistakes
 
 
 class CompareSpec(BaseModel):
@@ -42,6 +48,7 @@ class ValueCheck(CheckSpec):
     cases: list[CaseSpec] = Field(min_length=1)
     compare: CompareSpec = CompareSpec()
     inputs_unmodified: bool = True
+    known_mistakes: bool = Field(True, description="add the hint of a matching reference/mistakes variant")
 
 
 def select_output(value: Any, selector: Optional[Union[int, str]], name: str) -> tuple[bool, Any, str]:
@@ -72,6 +79,7 @@ def expected_value(ctx: CheckContext, spec: CheckSpec, function: str, case_spec:
 @register_kind("value", ValueCheck)
 def run_value(spec: ValueCheck, ctx: CheckContext) -> list[CaseResult]:
     ctx.reference.resolve(spec.file, spec.function)  # a typo in the spec is an internal error, up front
+    mistakes = known_mistakes(ctx.reference, spec.file, spec.function) if spec.known_mistakes else []
     results = []
     what = spec.compare.output_name or ("output" if spec.compare.output is None else f"output {spec.compare.output!r}")
     for i, case_spec in enumerate(spec.cases):
@@ -88,8 +96,28 @@ def run_value(spec: ValueCheck, ctx: CheckContext) -> list[CaseResult]:
             continue
         ok, got, msg = select_output(outcome.value, spec.compare.output, what)
         cmp = compare(expected, got, spec.compare.tolerance(), what) if ok else Comparison(False, msg)
+        if not cmp.ok and ok and cmp.expected is None:
+            # a shape or dtype failure carries no numbers; diagnosis still wants them (a transpose)
+            cmp.expected, cmp.got = as_numbers(expected), as_numbers(got)
+        if not cmp.ok and ok and mistakes:
+            hint = matching_mistake(ctx, spec, mistakes, case, got, spec.compare, what)
+            if hint:
+                cmp.notes.append(HINT_LEAD + hint)
         results.append(judge_case(header, case_spec.weight, case.label, cmp, outcome, spec.inputs_unmodified))
     return results
+
+
+def matching_mistake(ctx: CheckContext, spec: CheckSpec, mistakes: list[KnownMistake], case: BuiltCase,
+                     got: Any, compare_spec: CompareSpec, what: str) -> Optional[str]:
+    """The hint of the first known mistake whose output, compared as the check compares, is the
+    student's (within the check's own tolerance); None when none is."""
+
+    def matches(out: Any) -> bool:
+        ok, variant, _ = select_output(out, compare_spec.output, what)
+        return ok and compare(variant, got, compare_spec.tolerance(), what).ok
+
+    found = first_match(mistakes, lambda m: call_variant(ctx.reference, spec.file, m, case), matches)
+    return found.hint if found else None
 
 
 def judge_case(header: str, weight: float, label: str, cmp: Comparison, outcome: Any, inputs_unmodified: bool) -> CaseResult:
@@ -98,7 +126,9 @@ def judge_case(header: str, weight: float, label: str, cmp: Comparison, outcome:
     passed = cmp.ok
     if not cmp.ok:
         lines.append(cmp.message)
-        hint = describe_difference(cmp.expected, cmp.got)
+        # a named mistake says more than a numeric description: only one of them is given
+        named = any("known mistake" in str(n) for n in cmp.notes)
+        hint = None if named else describe_difference(cmp.expected, cmp.got)
         if hint:
             lines.append(f"Hint: {hint}")
     modified = list(getattr(outcome, "modified_inputs", []) or [])
