@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import ast
 import json
-import re
 from pathlib import Path
 from typing import Optional
 
@@ -18,11 +18,13 @@ def fast(assignment: Assignment, check_timeout: float = 10.0, total_budget: Opti
 
 
 def replace_function(source: str, name: str, new_def: str) -> str:
-    """Swap the top-level ``def name`` (up to the next top-level statement) for ``new_def``."""
-    pattern = re.compile(rf"^def {name}\(.*?(?=^\S|\Z)", re.S | re.M)
-    assert pattern.search(source), f"no def {name}"
-    replacement = new_def.strip("\n") + "\n\n\n"
-    return pattern.sub(lambda _m: replacement, source, count=1)  # a lambda: no backslash escapes
+    """Swap the top-level ``def name`` (decorators to last line, found with ast) for ``new_def``."""
+    tree = ast.parse(source)
+    node = next((n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.name == name), None)
+    assert node is not None, f"no def {name}"
+    lines = source.splitlines(keepends=True)
+    first = min([node.lineno] + [d.lineno for d in node.decorator_list]) - 1
+    return "".join(lines[:first]) + new_def.strip("\n") + "\n\n\n" + "".join(lines[node.end_lineno:])
 
 
 def grade_dir(sub: Path, assignment: Assignment, tmp: Path, only=None) -> tuple[GradingRun, dict]:

@@ -72,6 +72,8 @@ class CheckContext:
     data: Optional[Callable[[str, dict], Any]] = None
     # filled by the engine with the current check, so helpers can default timeouts etc.
     extras: dict = field(default_factory=dict)
+    # (file, check id) -> why a call of that check timed out; its later cases are not run
+    timed_out: dict = field(default_factory=dict)
 
     def timeout_for(self, spec: CheckSpec) -> float:
         wanted = spec.timeout or self.assignment.config.limits.check_timeout
@@ -114,5 +116,15 @@ class CheckContext:
 
             return CallOutcome(ok=False, failure=Failure(
                 "timeout", f"not run: the grading time budget ({self.deadline.seconds:g} s) was used up"))
+        key = (spec.file, spec.id)
+        if key in self.timed_out:
+            # one hung case must not spend the run's budget once per remaining case
+            from grader.sandbox import CallOutcome, Failure
+
+            return CallOutcome(ok=False, failure=Failure(
+                "timeout", f"not run: an earlier case of this check timed out ({self.timed_out[key]})"))
         wanted = timeout if timeout is not None else (spec.timeout or self.assignment.config.limits.check_timeout)
-        return self.sandbox.call(request, timeout=self.deadline.limit(wanted))
+        outcome = self.sandbox.call(request, timeout=self.deadline.limit(wanted))
+        if not outcome.ok and outcome.failure is not None and outcome.failure.kind == "timeout":
+            self.timed_out[key] = outcome.failure.summary
+        return outcome
