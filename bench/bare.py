@@ -4,7 +4,8 @@
 
 It imports torch and the student modules and calls every checked function once on the same
 inputs the grader sends (``bench/run.py`` records them with :func:`bench.inprocess.record_requests`
-and stores them in the grader's data-only wire format, the bytes a worker would receive). Each
+and stores them in the grader's data-only wire format, the bytes a worker would receive; they
+are read one at a time). Each
 request runs the same op a worker runs (plain call, the numeric-gradient evaluations, the
 optimizer trajectories, the model load, objects, method chains), in-process, without isolation,
 seeding aside. The accuracy checks also predict ``argmax(X_test @ W)`` on the test set with the
@@ -38,30 +39,29 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch  # noqa: F401  (the import is part of the bare cost)
 
-    from grader.sandbox.encoding import decode
-    from bench.inprocess import _Modules, run_request
+    from bench.inprocess import _Modules, load_requests, run_request
 
     t_import = time.perf_counter()
-    payload = decode(args.requests.read_bytes(), max_bytes=1 << 31)
-    t_load = time.perf_counter()
     modules = _Modules(args.submission)
-    for file in sorted({r["file"] for r in payload["requests"] if r.get("op") != "load_model"}):
-        modules.load(file)
-    t_modules = time.perf_counter()
-
     props = None
     per_check: dict[str, float] = {}
-    for key, request in zip(payload["keys"], payload["requests"]):
+    loading = 0.0
+    count = 0
+    t_load = time.perf_counter()
+    for key, request in load_requests(args.requests):  # one request in memory at a time
         t0 = time.perf_counter()
+        loading += t0 - t_load
         value = run_request(modules, request)
         if request.get("op") == "load_model":
             props = props or _props(args.config)
             _predict(props, value)
-        per_check[key] = per_check.get(key, 0.0) + time.perf_counter() - t0
+        del value, request
+        count += 1
+        t_load = time.perf_counter()
+        per_check[key] = per_check.get(key, 0.0) + t_load - t0
     t_end = time.perf_counter()
-    print(json.dumps({"seconds": t_end - T_START, "import_torch": t_import - T_START, "load_inputs": t_load - t_import,
-                      "import_student": t_modules - t_load, "calls": t_end - t_modules, "requests": len(payload["requests"]),
-                      "per_check": per_check}))
+    print(json.dumps({"seconds": t_end - T_START, "import_torch": t_import - T_START, "load_inputs": loading,
+                      "calls": t_end - t_import - loading, "requests": count, "per_check": per_check}))
     return 0
 
 

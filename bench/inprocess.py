@@ -146,9 +146,14 @@ class InProcessSandbox:
         return None
 
     def call(self, request: CallRequest, timeout: Optional[float] = None) -> CallOutcome:
+        from grader.inputs import fresh_copy
+
         req = request_dict(request)
         if self.record is not None:
-            self.record.append((self.current, req))
+            self.record.append((self.current, fresh_copy(req)))
+        # the student gets its own copies, as a worker decodes its own (peer: no aliasing of the
+        # grader's case inputs with what student code may modify)
+        req = {**req, **{k: fresh_copy(req[k]) for k in ("args", "kwargs", "init_args", "init_kwargs")}}
         t0 = time.perf_counter()
         try:
             value = run_request(self.modules, req)
@@ -200,12 +205,31 @@ __all__ = ["InProcessSandbox", "in_process_context", "record_requests", "run_req
 
 
 def save_requests(record: list, path: Path) -> int:
-    """Write recorded requests in the grader's data-only wire format (what a worker receives)."""
+    """Write recorded requests in the grader's data-only wire format (what a worker receives):
+    one length-prefixed message per request, so a reader holds one request at a time."""
     from grader.sandbox.encoding import encode
 
-    data = encode({"keys": [k for k, _ in record], "requests": [r for _, r in record]}, max_bytes=1 << 31)
-    Path(path).write_bytes(data)
-    return len(data)
+    total = 0
+    with open(path, "wb") as f:
+        for key, request in record:
+            data = encode({"key": key, "request": request}, max_bytes=1 << 31)
+            f.write(len(data).to_bytes(8, "little"))
+            f.write(data)
+            total += 8 + len(data)
+    return total
+
+
+def load_requests(path: Path):
+    """Yield ``(key, request)`` from :func:`save_requests`' file, one decoded request at a time."""
+    from grader.sandbox.encoding import decode
+
+    with open(path, "rb") as f:
+        while True:
+            head = f.read(8)
+            if len(head) < 8:
+                return
+            message = decode(f.read(int.from_bytes(head, "little")), max_bytes=1 << 31)
+            yield message["key"], message["request"]
 
 
 def main(argv: Optional[list] = None) -> int:

@@ -78,6 +78,7 @@ class Measurement:
     peak_rss_mb: float
     peak_pss_mb: float
     max_procs: int
+    started: int  # distinct processes seen in the tree (the root included)
     returncode: int
     stdout: str
     load_before: float
@@ -114,6 +115,7 @@ class TreeSampler(threading.Thread):
         self.peak_rss = 0
         self.peak_pss = 0
         self.max_procs = 0
+        self.pids: set = set()
         self._last_pss = 0.0
         self._pss_rss = 0
 
@@ -138,6 +140,7 @@ class TreeSampler(threading.Thread):
                 except ps.Error:
                     pass
             self.max_procs = max(self.max_procs, len(procs))
+            self.pids.update(p.pid for p in procs)
             if rss > self.peak_rss:
                 self.peak_rss = rss
             # smaps_rollup costs ~30 ms per torch process: read it at a new high of the RSS sum
@@ -171,7 +174,7 @@ def measure(cmd: list[str], *, cwd: Optional[Path] = None, env: Optional[dict] =
         stdout = out.read().decode("utf-8", "replace")
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return Measurement(wall, cpu, sampler.peak_rss / 2**20, sampler.peak_pss / 2**20, sampler.max_procs, rc, stdout,
+    return Measurement(wall, cpu, sampler.peak_rss / 2**20, sampler.peak_pss / 2**20, sampler.max_procs, len(sampler.pids), rc, stdout,
                        load_before, os.getloadavg()[0])
 
 
@@ -309,8 +312,9 @@ def summary(runs: Runs, ncores: int) -> tuple[list[list[str]], dict]:
         gv, bv, pv = (med([getattr(m, attr) for m in xs]) for xs in (g, b, p))
         vals[attr] = (gv, bv, pv)
         rows.append([name, _fmt(gv, digits), _fmt(bv, digits), _fmt(pv, digits), _ratio(gv, bv), _ratio(gv, pv), target])
-    rows.append(["processes in the tree (max)", str(max((m.max_procs for m in g), default=0)),
-                 str(max((m.max_procs for m in b), default=0)), str(max((m.max_procs for m in p), default=0)), "", "", ""])
+    rows.append(["processes: at once (max) / started", *(f"{max((m.max_procs for m in xs), default=0)} / "
+                                                          f"{max((m.started for m in xs), default=0)}" for xs in (g, b, p)),
+                 "", "", ""])
     if runs.batch:
         bw = med([m.wall for m, _ in runs.batch])
         n = runs.batch[0][1]
