@@ -55,7 +55,15 @@ def describe_difference(expected: Optional[np.ndarray], got: Optional[np.ndarray
     if np.any(e) and close(g, -e):
         return f"your {what} has the opposite sign of the expected one (a sign flip)."
     nz = np.abs(e) > 1e-12 * max(float(np.max(np.abs(e))), 1e-300)
-    if nz.sum() >= 1:
+    if nz.sum() == 1 and e.size == 1:
+        # two scalars always have "a constant ratio": only name ratios that point at a
+        # classic slip (a missing 2 or 1/2, a percentage vs a fraction)
+        r = float(g.reshape(-1)[0] / e.reshape(-1)[0])
+        for nice in (2.0, 0.5, 100.0, 0.01):
+            if abs(r - nice) <= 1e-6 * nice:
+                return f"your {what} is {nice:g} times the expected one (a missing or extra factor?)."
+        return None
+    if nz.sum() >= 2:
         ratios = g[nz] / e[nz]
         r = float(np.median(ratios))
         if np.isfinite(r) and abs(r - 1.0) > 1e-6 and r != 0 and close(g, r * e):

@@ -107,3 +107,9 @@ def test_diagnosis_names_transpose_and_offset():
     assert "transpose" in describe_difference(e, e.T.copy())
     assert "offset" in describe_difference(e, e + 3.0)
     assert describe_difference(e, e + np.random.default_rng(0).normal(size=e.shape)) is None
+
+
+def test_scalar_ratio_hint_only_for_classic_factors():
+    assert describe_difference(np.array(1.5), np.array(3.0)) is not None
+    assert "100" in describe_difference(np.array(0.42), np.array(42.0))
+    assert describe_difference(np.array(1.5), np.array(2.055)) is None
