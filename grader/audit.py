@@ -37,7 +37,7 @@ from typing import Any, Callable, Iterable, Optional
 from grader.config import Assignment
 from grader.examples import assemble_reference_submission
 from grader.mistakes import MISTAKES_DIR, all_mistakes
-from grader.mutants import Mutant, affected, auto_mutants, function_nodes, mistake_mutant
+from grader.mutants import Mutant, affected, auto_mutants, combined_source, function_nodes, helpers, mistake_mutant
 from grader.reference import ReferenceModules
 from grader.specs import PlannedCheck, load_specs
 
@@ -45,6 +45,8 @@ from grader.specs import PlannedCheck, load_specs
 DEFAULT_MAX_MUTANTS = 40
 #: how many caught mutants a check's line lists by name before it only counts
 LIST_LIMIT = 12
+#: total_budget of an audit grading run (each check call keeps its own time limit)
+NO_BUDGET = 24 * 3600.0
 
 
 @dataclass
@@ -53,6 +55,7 @@ class AuditOptions:
     functions: Optional[list[str]] = None  # only mutants of these functions ("Class.method" too)
     max_mutants: Optional[int] = DEFAULT_MAX_MUTANTS  # automatic mutants per file; 0: none; None: all
     mistakes: bool = True  # grade the listed mistakes
+    mistake_names: Optional[list[str]] = None  # only these listed mistakes (variant names)
     jobs: int = 1
     check_timeout: Optional[float] = None  # per check call (default: grader.yaml's limits.check_timeout)
     progress: Optional[Callable[[str], None]] = None
@@ -147,6 +150,27 @@ def _reaches(targets: set[str], hit: set[str]) -> bool:
     return any(t in hit or t.split(".")[0] in hit for t in targets)
 
 
+def group_mutants(sources: dict[str, str], mutants: list[Mutant]) -> list[list[Mutant]]:
+    """Mutants that can share one grading run: same file, and neither the functions they may
+    change (:func:`grader.mutants.affected`) nor the checks they are graded on overlap, so every
+    check still sees exactly one mutant and its verdict belongs to that one. First fit, in order;
+    mutants reached by no check are left out (nothing would grade them)."""
+    groups: list[tuple[set[str], set[str], list[Mutant]]] = []
+    for m in mutants:
+        if not m.checks:
+            continue
+        hit, checks = affected(sources[m.file], m.function), set(m.checks)
+        for g_hit, g_checks, members in groups:
+            if members[0].file == m.file and not (g_hit & hit) and not (g_checks & checks):
+                g_hit |= hit
+                g_checks |= checks
+                members.append(m)
+                break
+        else:
+            groups.append((hit, checks, [m]))
+    return [members for _, _, members in groups]
+
+
 def _python_files(assignment: Assignment, planned: list[PlannedCheck], wanted: Optional[list[str]]) -> list[str]:
     kinds = {f.name: f.kind for f in assignment.config.files}
     with_checks = [f.name for f in assignment.config.files if any(p.file == f.name for p in planned)]
@@ -174,6 +198,7 @@ def plan_mutants(assignment: Assignment, options: AuditOptions) -> tuple[list[st
         defs = function_nodes(ast.parse(source))
         targets = {p.spec.id: check_targets(p.spec) for p in checks}
         checked = [q for q in defs if any(q in t or q.split(".")[0] in t for t in targets.values())]
+        checked += helpers(source, checked)  # code the checks run through (e.g. a shared _vote)
         if options.functions:
             checked = [q for q in checked if q in options.functions]
         file_mutants: list[Mutant] = []
@@ -185,6 +210,8 @@ def plan_mutants(assignment: Assignment, options: AuditOptions) -> tuple[list[st
                 index = counters.get(m.target, 0)
                 counters[m.target] = index + 1
                 if options.functions and m.target not in options.functions:
+                    continue
+                if options.mistake_names and m.name not in options.mistake_names:
                     continue
                 file_mutants.append(mistake_mutant(file, source, mistakes_source, m, index))
         if options.max_mutants != 0:
@@ -223,7 +250,8 @@ def grade_files(job: dict) -> dict:
         for name, text in job["replace"].items():
             (sub / name).write_text(text, encoding="utf-8")
         try:
-            run = grade(sub, assignment, GradeOptions(only=list(job["checks"])))
+            # no run-wide budget: a check left "not run" by a slow neighbour would look like a catch
+            run = grade(sub, assignment, GradeOptions(only=list(job["checks"]), total_budget=NO_BUDGET))
         except Exception as exc:  # noqa: BLE001 - reported as this mutant's error, the audit goes on
             out["error"] = f"{type(exc).__name__}: {exc}"
             run = None
@@ -239,7 +267,7 @@ def grade_files(job: dict) -> dict:
     return out
 
 
-def _run_jobs(jobs: list[dict], n: int, done: Callable[[dict], None]) -> None:
+def run_jobs(jobs: list[dict], n: int, done: Callable[[dict], None]) -> None:
     """Grade ``jobs``: in this process when ``n`` is 1, else on ``n`` worker processes
     (``python -m grader.audit --worker``, one JSON job per line in, one result per line out),
     each living for the whole audit so torch is imported once per worker, not per mutant.
@@ -339,20 +367,37 @@ def run_audit(assignment: Assignment, options: Optional[AuditOptions] = None) ->
         reached = {(m.file, c) for m in mutants for c in m.checks}
         jobs = [job(f"reference:{f}", f, [p.spec.id for p in by_file[f] if (f, p.spec.id) in reached], {})
                 for f in files if any(rf == f for rf, _ in reached)]
-        jobs += [job(m.id, m.file, m.checks, {m.file: m.source}) for m in mutants if m.checks]
+        sources = {f: (assignment.reference_dir / f).read_text(encoding="utf-8") for f in files}
+        groups = group_mutants(sources, mutants)
+        members: dict[str, list[Mutant]] = {}
+        for i, group in enumerate(groups, 1):
+            gid = f"group {i}" if len(group) > 1 else group[0].id
+            members[gid] = group
+            jobs.append(job(gid, group[0].file, [c for m in group for c in m.checks],
+                            {group[0].file: combined_source(sources[group[0].file], group)}))
         say(f"audit: {len(mutants)} mutants of {', '.join(files)} ({sum(m.kind == 'mistake' for m in mutants)} listed "
-            f"mistakes), {len(jobs)} grading runs on {max(1, options.jobs)} job(s)")
+            f"mistakes) in {len(groups)} grading runs, plus {len(jobs) - len(groups)} of the reference; "
+            f"{max(1, options.jobs)} job(s)")
         outcomes: dict[str, dict] = {}
         count = [0]
 
         def done(out: dict) -> None:
-            outcomes[out["id"]] = out
             count[0] += 1
-            failed = [c for c, r in out["checks"].items() if not r["passed"] and not r["blocked"]]
-            say(f"  [{count[0]}/{len(jobs)}] {out['id']}: {'caught by ' + ', '.join(failed) if failed else 'passes every check'}"
-                f" ({out['seconds']:.1f} s)")
+            where = f"  [{count[0]}/{len(jobs)}]"
+            group = members.get(out["id"])
+            if group is None:  # the reference
+                outcomes[out["id"]] = out
+                bad = [c for c, r in out["checks"].items() if not r["passed"]]
+                say(f"{where} {out['id']}: {'FAILS ' + ', '.join(bad) if bad else 'passes'} ({out['seconds']:.1f} s)")
+                return
+            how = f"{out['seconds']:.1f} s" + (f", {out['id']} of {len(group)}" if len(group) > 1 else "")
+            for m in group:
+                mine = {c: r for c, r in out["checks"].items() if c in m.checks}
+                outcomes[m.id] = {**out, "checks": mine}
+                failed = [c for c, r in mine.items() if not r["passed"] and not r["blocked"]]
+                say(f"{where} {m.id}: {'caught by ' + ', '.join(failed) if failed else 'passes every check'} ({how})")
 
-        _run_jobs(jobs, max(1, options.jobs), done)
+        run_jobs(jobs, max(1, options.jobs), done)
 
     broken: dict[str, str] = {}
     for f in files:
@@ -465,6 +510,7 @@ def add_parser(sub: Any, add_config: Callable[[Any], None]) -> None:
     p.add_argument("--function", action="append", default=None, help="only mutants of this function or Class.method (repeatable)")
     p.add_argument("--max-mutants", type=int, default=DEFAULT_MAX_MUTANTS,
                    help=f"automatic mutants per file (default {DEFAULT_MAX_MUTANTS}; 0: listed mistakes only; -1: all)")
+    p.add_argument("--mistake", action="append", default=None, help="only this listed mistake (its variant's name; repeatable)")
     p.add_argument("--no-mistakes", action="store_true", help="skip the listed mistakes (automatic mutants only)")
     p.add_argument("--jobs", "-j", type=int, default=None, help=f"grading processes in parallel (default: usable CPUs, here {available_cpus()})")
     p.add_argument("--timeout", type=float, default=None, help="seconds per check call (default: grader.yaml's limits.check_timeout)")
@@ -480,7 +526,7 @@ def cmd_audit(args: Any, assignment: Assignment) -> int:
     options = AuditOptions(
         files=args.file, functions=args.function,
         max_mutants=None if args.max_mutants < 0 else args.max_mutants,
-        mistakes=not args.no_mistakes, jobs=args.jobs or available_cpus(), check_timeout=args.timeout,
+        mistakes=not args.no_mistakes, mistake_names=args.mistake, jobs=args.jobs or available_cpus(), check_timeout=args.timeout,
         progress=None if args.quiet else (lambda line: print(line, file=sys.stderr, flush=True)),
     )
     report = run_audit(assignment, options)
@@ -491,6 +537,6 @@ def cmd_audit(args: Any, assignment: Assignment) -> int:
     return report.exit_code()
 
 
-if __name__ == "__main__":  # pragma: no cover - the worker side of _run_jobs
+if __name__ == "__main__":  # pragma: no cover - the worker side of run_jobs
     if sys.argv[1:] == ["--worker"]:
         _worker_loop()

@@ -7,9 +7,11 @@ Two sources, both producing the whole text of a mutated reference file:
   to the variant (``Class.method`` too), so every other function of the file that calls it
   sees the mistake as well, exactly as in a student's file. The variant's source never has to
   be cut out of its module (variants may share helpers or be built in a loop).
-- **automatic mutants**: small AST edits inside the functions that have checks (operator
-  swaps, dropped terms and statements, comparison flips, constant and range/slice off-by-ones,
-  argmax <-> argmin and similar name swaps, a dropped minus sign). Deterministic: sites are
+- **automatic mutants**: small AST edits inside the functions that have checks and the same-file
+  helpers they call (the brief said checked functions only; a helper such as knn's ``_vote``
+  holds the logic its callers' checks judge): operator swaps, dropped terms and statements,
+  comparison flips, constant and range/slice off-by-ones, argmax <-> argmin and similar name
+  swaps, a dropped minus sign. Deterministic: sites are
   enumerated in source order and, when capped, chosen round-robin over functions and over
   kinds of edit, so a small cap still samples every function and every kind. A mutant that
   does not compile or that unparses to the unchanged program is dropped; so are duplicates.
@@ -38,34 +40,37 @@ class Mutant:
     source: str  # the whole mutated file
     hint: str = ""  # listed mistakes: the hint students should see
     checks: list[str] = field(default_factory=list)  # check ids to grade (set by the audit)
+    # how to make it again on top of other mutants (combined_source): an AST edit or a tail
+    site: Optional["_Site"] = field(default=None, repr=False)
+    tail: str = field(default="", repr=False)
 
 
 # --------------------------------------------------------------------------- listed mistakes
 
 def mistake_mutant(file: str, reference_source: str, mistakes_source: str, mistake: KnownMistake, index: int) -> Mutant:
     """The reference with ``mistake.target`` replaced by the variant (see the module doc)."""
-    module_name = "_audit_mistakes_" + "".join(c if c.isalnum() else "_" for c in file)
-    if "." in mistake.target:
-        cls, method = mistake.target.split(".", 1)
-        rebind = f"{cls}.{method} = _audit_variant"
-    else:
-        rebind = f"{mistake.target} = _audit_variant"
+    module_name = "_audit_mistakes_" + _ident(file)
     # index selects the variant in the table: names may repeat (one variant, several targets)
+    load = f"_audit_load_{_ident(mistake.target)}_{index}"
     tail = f'''
 
 # ---- grader audit: the known mistake {mistake.name!r} substituted for {mistake.target} ----
-def _audit_load_variant():
+def {load}():
     import types as _types
     module = _types.ModuleType({module_name!r})
     exec(compile({mistakes_source!r}, "mistakes/{file}", "exec"), module.__dict__)
     return module.MISTAKES[{mistake.target!r}][{index}][0]
 
 
-_audit_variant = _audit_load_variant()
-{rebind}
+{mistake.target} = {load}()
 '''
     return Mutant(f"{file}:{mistake.target}:{mistake.name}", file, mistake.target, "mistake",
-                  f"known mistake {mistake.name}", reference_source.rstrip("\n") + "\n" + tail, hint=mistake.hint)
+                  f"known mistake {mistake.name}", reference_source.rstrip("\n") + "\n" + tail, hint=mistake.hint,
+                  tail=tail)
+
+
+def _ident(text: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in text)
 
 
 # --------------------------------------------------------------------------- automatic mutants
@@ -241,25 +246,53 @@ def _spread(sites: list[_Site]) -> list[_Site]:
     return _interleave(list(kinds.values()))
 
 
-def _apply(tree: ast.Module, site: _Site) -> Optional[str]:
-    tree = copy.deepcopy(tree)
+def _edit(tree: ast.Module, site: _Site) -> bool:
+    """Make ``site``'s edit in ``tree`` itself; False if it cannot be made."""
     node = function_nodes(tree)[site.function]
     for i, (n, parent) in enumerate(_walk(node)):
         if i != site.index:
             continue
-        kind, desc, edit = list(_edits(n, parent))[site.edit_no]
+        _, _, edit = list(_edits(n, parent))[site.edit_no]
         replacement = edit(n)
         if replacement is not None and replacement is not n:
             if parent is None or not _replace_child(parent, n, replacement):
-                return None
+                return False
         ast.fix_missing_locations(tree)
-        try:
-            text = ast.unparse(tree)
-            compile(text, "<mutant>", "exec")
-        except (SyntaxError, ValueError, TypeError, RecursionError):
-            return None
-        return text
-    return None
+        return True
+    return False
+
+
+def _unparse(tree: ast.Module) -> Optional[str]:
+    try:
+        text = ast.unparse(tree)
+        compile(text, "<mutant>", "exec")
+    except (SyntaxError, ValueError, TypeError, RecursionError):
+        return None
+    return text
+
+
+def _apply(tree: ast.Module, site: _Site) -> Optional[str]:
+    tree = copy.deepcopy(tree)
+    return _unparse(tree) if _edit(tree, site) else None
+
+
+def combined_source(source: str, mutants: list[Mutant]) -> str:
+    """``source`` with several mutants at once: every automatic edit, then every mistake's tail.
+    Only for mutants in different functions that do not reach each other (the audit groups them
+    so), so each edit lands exactly where it did alone and each check sees at most one."""
+    autos = [m for m in mutants if m.kind == "auto"]
+    if len(mutants) == 1:
+        return mutants[0].source
+    text = source
+    if autos:
+        tree = ast.parse(source)
+        for m in autos:
+            if m.site is None or not _edit(tree, m.site):
+                raise ValueError(f"cannot combine mutant {m.id}")
+        text = _unparse(tree)
+        if text is None:
+            raise ValueError("the combined mutants do not compile")
+    return text.rstrip("\n") + "\n" + "".join(m.tail for m in mutants if m.kind == "mistake")
 
 
 def _replace_child(parent: ast.AST, old: ast.AST, new: ast.AST) -> bool:
@@ -291,7 +324,8 @@ def auto_mutants(file: str, source: str, functions: list[str], limit: Optional[i
             continue
         seen.add(text)
         mid = f"{file}#{len(out) + 1}"
-        out.append(Mutant(mid, file, site.function, "auto", f"line {site.line}: {site.kind}: {site.description}", text + "\n"))
+        out.append(Mutant(mid, file, site.function, "auto", f"line {site.line}: {site.kind}: {site.description}", text + "\n",
+                          site=site))
     return out
 
 
@@ -309,6 +343,22 @@ def _referenced_names(fn: ast.AST) -> set[str]:
         elif isinstance(n, ast.Attribute):
             names.add(n.attr)
     return names
+
+
+def helpers(source: str, functions: list[str]) -> list[str]:
+    """The same-file functions that ``functions`` call, directly or not (``_flatten_pair``,
+    ``_vote``): code the checks of ``functions`` run, so worth mutating too. In source order."""
+    defs = function_nodes(ast.parse(source))
+    refs = {q: _referenced_names(n) for q, n in defs.items()}
+    seen = set(functions)
+    todo = list(functions)
+    while todo:
+        q = todo.pop()
+        for name in refs.get(q, ()):
+            if name in defs and "." not in name and name not in seen:
+                seen.add(name)
+                todo.append(name)
+    return [q for q in defs if q in seen and q not in functions]
 
 
 def affected(source: str, changed: str) -> set[str]:

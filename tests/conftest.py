@@ -56,3 +56,13 @@ def copy_reference_with(tmp_path: Path, assignment, replacements: dict[str, str 
         else:
             p.write_text(content, encoding="utf-8")
     return dest
+
+
+@pytest.fixture(scope="session")
+def listed_mistakes_audit(assignment):
+    """``grader audit`` of every listed mistake plus two automatic mutants per file, run once
+    for tests/test_mistakes.py and tests/test_audit.py (the audit is the slow part of both)."""
+    from grader.audit import AuditOptions, run_audit
+    from grader.cpus import available_cpus
+
+    return run_audit(assignment, AuditOptions(max_mutants=2, jobs=min(2, available_cpus())))

@@ -85,6 +85,36 @@ _variants(svm_sums, SVM_LOSSES)
 _variants(softmax_sums, SOFTMAX_LOSSES)
 
 
+# Mistakes in the loss value (dW as the reference's, so the loss-value checks name them).
+
+def _loss_variants(sums, targets):
+    @mistake(targets, "your loss is not averaged over the examples: divide the data part of the loss by N "
+                      "(the number of rows of X) before adding the regularization.")
+    def loss_not_averaged(W, X, y, reg):
+        data, grad = sums(W, X, y)
+        n = X.shape[0]
+        return data + reg * torch.sum(W * W), grad / n + 2 * reg * W
+
+    @mistake(targets, "your loss uses 0.5 * reg * sum(W * W); this course's regularization term is "
+                      "reg * sum(W * W), with no 1/2 (and its gradient is 2 * reg * W).")
+    def loss_half_reg(W, X, y, reg):
+        data, grad = sums(W, X, y)
+        n = X.shape[0]
+        return data / n + 0.5 * reg * torch.sum(W * W), grad / n + 2 * reg * W
+
+
+_loss_variants(svm_sums, SVM_LOSSES)
+_loss_variants(softmax_sums, SOFTMAX_LOSSES)
+
+
+@mistake(SVM_LOSSES, "your loss also counts the correct class: its margin s_y - s_y + 1 is always 1, so every "
+                     "example adds 1. Skip j == y[i] (its dW terms cancel, which is why dW can still be right).")
+def svm_counts_correct_class(W, X, y, reg):
+    data, grad = svm_sums(W, X, y)
+    n = X.shape[0]
+    return (data + n) / n + reg * torch.sum(W * W), grad / n + 2 * reg * W
+
+
 def _start(W, X, y):
     if W is None:
         num_classes = int(torch.max(y).item()) + 1
