@@ -49,7 +49,7 @@ def test_untouched_template_gets_zero_with_a_row_per_check(tmp_path, quick, temp
     assert len(checks) >= 10 and all(v.score == 0 for v in checks), [(v.check_id, v.score) for v in checks]
     assert all("identical to the starter code" in v.output for v in checks), [v.check_id for v in checks if "identical" not in v.output]
     nb = [v for v in run.verdicts if v.file == "knn.ipynb"][0]
-    assert nb.score == 1.0 and "executed" in nb.output  # valid but not run: half the points
+    assert nb.score == 0 and "has not been run" in nb.output and "Run all cells" in nb.output
     assert len(doc["tests"]) == len(run.verdicts)
 
 

@@ -34,9 +34,12 @@ def run_notebook(spec: NotebookCheck, ctx: CheckContext) -> list[CaseResult]:
         ]
     code = [c for c in nb.cells if c.get("cell_type") == "code"]
     ran = [c for c in code if c.get("execution_count") is not None or c.get("outputs")]
-    results = [CaseResult("valid notebook", True, 1.0, f"{spec.file} is a valid notebook with {len(code)} code cells.")]
     if len(ran) >= spec.min_executed_cells:
-        results.append(CaseResult("executed", True, 1.0, f"{len(ran)} of {len(code)} code cells have been executed."))
-    else:
-        results.append(CaseResult("executed", False, 1.0, f"only {len(ran)} of {len(code)} code cells have been executed (need at least {spec.min_executed_cells}). Run all cells (Runtime > Run all) and save before downloading."))
-    return results
+        return [CaseResult("valid notebook", True, 1.0, f"{spec.file} is a valid notebook with {len(code)} code cells."),
+                CaseResult("executed", True, 1.0, f"{len(ran)} of {len(code)} code cells have been executed.")]
+    # a valid but never-run notebook is what every student downloads with the starter code:
+    # it earns nothing, or the untouched starter would score points
+    why = (f"only {len(ran)} of {len(code)} code cells have been executed (need at least {spec.min_executed_cells}). "
+           "Run all cells (Runtime > Run all) and save before downloading.")
+    return [CaseResult("valid notebook", False, 1.0, f"{spec.file} is a valid notebook, but no credit until it has been run: {why}"),
+            CaseResult("executed", False, 1.0, why)]
