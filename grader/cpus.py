@@ -133,3 +133,31 @@ def configure_torch_threads(n: Optional[int] = None) -> int:
     except RuntimeError:  # only allowed before the first parallel work; harmless if too late
         pass
     return n
+
+
+class trusted_threads:  # noqa: N801 - used like a function: ``with trusted_threads():``
+    """torch runs on ``n`` threads (default one) inside the block, then as before.
+
+    The trusted side of grading (reference solutions, builders, comparisons, trusted
+    trajectories) is a long series of tiny tensor ops; a second thread makes each one wait for
+    a pool that a busy machine may not schedule (see ``worker.call_threads`` for numbers), and
+    one thread also keeps reference results independent of the machine's core count.
+    """
+
+    def __init__(self, n: int = 1):
+        self.n = max(1, int(n))
+        self.saved: Optional[int] = None
+
+    def __enter__(self) -> "trusted_threads":
+        import torch
+
+        self.saved = torch.get_num_threads()
+        if self.saved != self.n:
+            torch.set_num_threads(self.n)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        import torch
+
+        if self.saved is not None and torch.get_num_threads() != self.saved:
+            torch.set_num_threads(self.saved)

@@ -136,12 +136,13 @@ def _unreadable_upload(planned: list[PlannedCheck], reason: str, started: float)
 
 
 def _run_checks(planned: list[PlannedCheck], submission: Submission, assignment: Assignment, deadline: Deadline, options: GradeOptions) -> list[Verdict]:
+    from grader.cpus import trusted_threads
     from grader.sandbox import Sandbox
 
     reference = ReferenceModules(assignment.reference_dir)
     verdicts: list[Verdict] = []
-    with Sandbox(submission.root, sandbox_limits(assignment, options.sandbox_user),
-                 protected=protected_paths(assignment, options.results_path)) as sandbox:
+    with trusted_threads(), Sandbox(submission.root, sandbox_limits(assignment, options.sandbox_user),
+                                    protected=protected_paths(assignment, options.results_path)) as sandbox:
         data = options.data_provider if options.data_provider is not None else props_provider(assignment)
         ctx = CheckContext(assignment, submission, sandbox, reference, deadline, data)
         for check in planned:

@@ -97,14 +97,17 @@ class CheckContext:
     def call_student(self, spec: CheckSpec, target: str, case: BuiltCase, op: str = "call", options: Optional[dict] = None, timeout: Optional[float] = None) -> "CallOutcome":
         from grader.sandbox import CallRequest
 
+        # no copies here: the request is only encoded (read) and the worker decodes its own
+        # fresh copies; copying a PROPS-sized input first cost as much memory again (61 MB for
+        # the KNN subset) at the run's peak, for nothing
         request = CallRequest(
             op=op,
             file=spec.file,
             target=target,
-            args=fresh_copy(case.args),
-            kwargs=fresh_copy(case.kwargs),
-            init_args=fresh_copy(case.init_args),
-            init_kwargs=fresh_copy(case.init_kwargs),
+            args=list(case.args),
+            kwargs=dict(case.kwargs),
+            init_args=list(case.init_args),
+            init_kwargs=dict(case.init_kwargs),
             arg_names=list(case.arg_names) + list(case.kwargs),
             seed=case.seed,
             options=dict(options or {}),
