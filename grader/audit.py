@@ -434,6 +434,10 @@ def _first_lines(text: str, n: int) -> str:
 
 # --------------------------------------------------------------------------- the printed report
 
+def _n(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 def _label(r: MutantResult) -> str:
     return r.mutant.id.split(":")[-1] if r.mutant.kind == "mistake" else "#" + r.mutant.id.split("#")[-1]
 
@@ -446,17 +450,19 @@ def _names(items: Iterable[str]) -> str:
 
 def format_report(report: AuditReport) -> str:
     lines = [f"Spec audit: {report.title}"]
-    n_checks = sum(len(c) for c in report.checks.values())
+    reached = {(r.mutant.file, c) for r in report.results for c in r.checks}
     if report.broken:
-        lines.append(f"Reference: {len(report.broken)} of {n_checks} checks FAIL the reference (broken specs, listed below).")
+        lines.append(f"Reference: {len(report.broken)} of the {len(reached)} checks graded FAIL the reference "
+                     "(broken specs, listed below).")
     else:
-        lines.append(f"Reference: passes all {n_checks} checks of {', '.join(report.files)}.")
+        lines.append(f"Reference: passes the {_n(len(reached), 'check')} the mutants reach.")
     for file in report.files:
         rs = [r for r in report.results if r.mutant.file == file]
         n_m = sum(r.mutant.kind == "mistake" for r in rs)
-        lines += ["", f"{file}: {n_m} listed mistakes, {len(rs) - n_m} automatic mutants; caught per check "
-                      "(* = the mistake's hint is shown):"]
+        lines += ["", f"{file}: {_n(n_m, 'listed mistake')}, {_n(len(rs) - n_m, 'automatic mutant')}; caught per check "
+                      "(caught/graded; * = the mistake's hint is shown):"]
         width = max([len(c) for c in report.checks[file]] + [5])
+        unreached, nameless = [], []
         for cid in report.checks[file]:
             if f"{file}:{cid}" in report.broken:
                 lines.append(f"  {cid.ljust(width)}  BROKEN (fails the reference)")
@@ -464,20 +470,20 @@ def format_report(report: AuditReport) -> str:
             mistakes = [_label(r) + ("*" if cid in r.hinted_by else "") for r in rs if r.mutant.kind == "mistake" and cid in r.caught_by]
             autos = [_label(r) for r in rs if r.mutant.kind == "auto" and cid in r.caught_by]
             graded = sum(cid in r.checks for r in rs)
+            if not graded:
+                (nameless if f"{file}:{cid}" in report.nameless else unreached).append(cid)
+                continue
             parts = []
             if mistakes:
                 parts.append(f"mistakes: {_names(mistakes)}")
             if autos:
                 parts.append(f"automatic: {_names(autos)}")
-            if parts:
-                text = "; ".join(parts)
-            elif graded:
-                text = "catches none"
-            elif f"{file}:{cid}" in report.nameless:
-                text = "not run: names no function to mutate (grader check-specs runs it on the reference)"
-            else:
-                text = "not reached by any mutant"
+            text = "; ".join(parts) if parts else "catches none"
             lines.append(f"  {cid.ljust(width)}  {len(mistakes) + len(autos):>3}/{graded:<3} {text}")
+        if unreached:
+            lines.append(f"  not reached by any mutant: {_names(unreached)}")
+        if nameless:
+            lines.append(f"  not run on mutants (they name no function; grader check-specs runs them): {_names(nameless)}")
     lines += ["", "Listed mistakes no check catches (holes in the specs):"]
     lines += [f"  HOLE  {r.mutant.id}: {r.mutant.hint}" + (f" [{r.error}]" if r.error else "") for r in report.holes] or ["  none"]
     if report.unnamed:
