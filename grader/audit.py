@@ -7,13 +7,15 @@ mutants of the reference (grader/mutants.py) is graded as if it were a submissio
 
 - a mutant is graded only on its own file's checks that can reach the edited function (its own
   checks and those of every function or class that calls it: :func:`grader.mutants.affected`),
-  in one grading run, so one sandbox worker serves all of that mutant's checks; mutants run in
-  ``jobs`` worker processes (each with its own torch and random state). A check that names no
+  in one grading run, so one sandbox worker serves all of that mutant's checks; mutants that can
+  reach neither the same functions nor the same checks share a run (:func:`group_mutants`);
+  runs go to ``jobs`` worker processes (each with its own torch and random state). A check that names no
   function (a PROPS accuracy check) is not run on mutants: the audit cannot tell what it
   reaches, and ``grader check-specs`` already runs it on the reference. The reference itself is
   graded on every check some mutant reaches;
-- a mutant is **caught** when at least one check does not give it full marks (broken checks
-  excluded); a listed mistake should also see its hint in a check's feedback;
+- a mutant is **caught** when at least one check does not give it full marks (broken checks,
+  points withheld only by ``requires`` and internal grading errors excluded: those are listed
+  apart); a listed mistake should also see its hint in a check's feedback;
 - a listed mistake that passes every check is a **hole** in the specs; an automatic mutant
   that does is reported as "survived (possibly equivalent)", since it may compute the same thing.
 
@@ -67,6 +69,7 @@ class MutantResult:
     checks: list[str]  # the checks it was graded on
     caught_by: list[str] = field(default_factory=list)
     hinted_by: list[str] = field(default_factory=list)  # listed mistakes: checks whose feedback shows the hint
+    internal: list[str] = field(default_factory=list)  # checks that hit an internal grading error on it
     scores: dict[str, float] = field(default_factory=dict)
     seconds: float = 0.0
     error: str = ""  # the grading run itself failed (an internal error, not a verdict)
@@ -109,8 +112,8 @@ class AuditReport:
 
     def to_json(self) -> dict:
         def one(r: MutantResult) -> dict:
-            m = {k: v for k, v in asdict(r.mutant).items() if k != "source"}
-            return {**m, "graded_on": r.checks, "caught_by": r.caught_by, "hinted_by": r.hinted_by,
+            m = {k: v for k, v in asdict(r.mutant).items() if k not in ("source", "tail", "site")}
+            return {**m, "graded_on": r.checks, "caught_by": r.caught_by, "hinted_by": r.hinted_by, "internal": r.internal,
                     "scores": r.scores, "seconds": round(r.seconds, 2), "error": r.error}
 
         return {"title": self.title, "files": self.files, "broken": self.broken, "seconds": round(self.seconds, 1),
@@ -416,7 +419,9 @@ def run_audit(assignment: Assignment, options: Optional[AuditOptions] = None) ->
         res = MutantResult(m, list(m.checks), seconds=out.get("seconds", 0.0), error=out.get("error", ""))
         for cid, r in out["checks"].items():
             res.scores[cid] = r["score"]
-            if not r["passed"] and not r["blocked"] and f"{m.file}:{cid}" not in broken:
+            if r["internal"]:
+                res.internal.append(cid)
+            elif not r["passed"] and not r["blocked"] and f"{m.file}:{cid}" not in broken:
                 res.caught_by.append(cid)
             if m.hint and m.hint in r["output"]:
                 res.hinted_by.append(cid)
@@ -492,6 +497,10 @@ def format_report(report: AuditReport) -> str:
     lines += ["Automatic mutants no check catches:"]
     lines += [f"  survived (possibly equivalent)  {r.mutant.id} {r.mutant.function}, {r.mutant.description}"
               for r in report.survivors] or ["  none"]
+    errors = [r for r in report.results if r.internal]
+    if errors:
+        lines += ["Internal grading errors on mutants (a grader or spec bug, not a catch):"]
+        lines += [f"  {r.mutant.id}: {', '.join(r.internal)}" for r in errors]
     lines += ["Broken specs (checks the reference fails):"]
     lines += [f"  BROKEN  {k}: {v}" for k, v in report.broken.items()] or ["  none"]
     mist, auto = report.of("mistake"), report.of("auto")
