@@ -393,7 +393,7 @@ def run_audit(assignment: Assignment, options: Optional[AuditOptions] = None) ->
                 bad = [c for c, r in out["checks"].items() if not r["passed"]]
                 say(f"{where} {out['id']}: {'FAILS ' + ', '.join(bad) if bad else 'passes'} ({out['seconds']:.1f} s)")
                 return
-            how = f"{out['seconds']:.1f} s" + (f", {out['id']} of {len(group)}" if len(group) > 1 else "")
+            how = f"{out['seconds']:.1f} s" + (f", {out['id']} of {len(group)} mutants" if len(group) > 1 else "")
             for m in group:
                 mine = {c: r for c, r in out["checks"].items() if c in m.checks}
                 outcomes[m.id] = {**out, "checks": mine}
