@@ -19,6 +19,7 @@ import subprocess
 import sys
 import time
 import zipfile
+from dataclasses import replace
 from pathlib import Path
 
 import jsonschema
@@ -436,6 +437,9 @@ def test_dask_worker_with_another_assignment_refuses_to_grade(course, klass, tmp
     res = run_job(job)
     assert res.status == "internal_error" and "differs" in res.reason and res.results_text is None
     assert assignment_fingerprint(course, ONLY) != assignment_fingerprint(course, ONLY[:2])
+    other_code = replace(job, fingerprint=assignment_fingerprint(course, ONLY), code_fingerprint="1" * 64)
+    res = run_job(other_code)
+    assert res.status == "internal_error" and "grader code" in res.reason
 
 
 # --------------------------------------------------------------------------- inputs

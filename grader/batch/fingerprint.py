@@ -8,7 +8,8 @@ the grader's own source (a code fix needs ``--force``) nor the bytes of an exter
 named in grader.yaml (its path is covered; rebuild in place needs ``--force``).
 
 The same function runs on a Dask worker, which refuses to grade when its copy of the
-assignment differs from the client's: a cluster with a stale checkout must not produce grades.
+assignment (or, :func:`grader_code_fingerprint`, of the grader's code) differs from the
+client's: a cluster with a stale checkout must not produce grades.
 """
 
 from __future__ import annotations
@@ -46,3 +47,16 @@ def _hash_tree(h, folder: Path) -> None:
             continue
         h.update(rel.as_posix().encode() + b"\0")
         h.update(hashlib.sha256(p.read_bytes()).digest())
+
+
+def grader_code_fingerprint() -> str:
+    """A hash of the grader's own source files as they are on disk now (what a grading process
+    started now would run). Not part of the resume key (a grader fix needs ``--force``), but a
+    Dask worker whose copy differs from the client's refuses to grade."""
+    h = hashlib.sha256()
+    root = Path(__file__).resolve().parent.parent
+    for p in sorted(root.rglob("*")):
+        if p.suffix in (".py", ".json") and p.is_file() and "__pycache__" not in p.parts:
+            h.update(p.relative_to(root).as_posix().encode() + b"\0")
+            h.update(hashlib.sha256(p.read_bytes()).digest())
+    return h.hexdigest()

@@ -50,6 +50,7 @@ class Job:
     upload_path: Optional[str] = None  # grade this path in place (local runs)
     payload: Optional[bytes] = None  # or recreate the upload from these bytes (remote runs)
     scratch: Optional[str] = None  # parent of the job's temporary folder (default: the system's)
+    code_fingerprint: Optional[str] = None  # remote runs: the client's grader code, checked on the worker
 
 
 @dataclass
@@ -101,6 +102,12 @@ def _check_assignment(job: Job) -> str:
         return (f"the assignment on {socket.gethostname()} ({job.config}) differs from the one the batch was "
                 "started with (grader.yaml, test_specs/, reference/ or template changed, or the worker has "
                 "another checkout); not graded")
+    if job.code_fingerprint is not None:
+        from grader.batch.fingerprint import grader_code_fingerprint
+
+        if grader_code_fingerprint() != job.code_fingerprint:
+            return (f"the grader code on {socket.gethostname()} differs from the client's (another version or "
+                    "checkout of dl-autograder); not graded")
     return ""
 
 

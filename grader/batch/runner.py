@@ -18,16 +18,17 @@ import sys
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Optional
 
 from grader.batch import gradebook
-from grader.batch.fingerprint import assignment_fingerprint
+from grader.batch.fingerprint import assignment_fingerprint, grader_code_fingerprint
 from grader.batch.inputs import BatchInput, Upload, discover, pack, upload_digest
 from grader.batch.job import Job, JobResult, run_job
 from grader.batch.store import Record, is_done, out_name, write_outcome
 from grader.config import Assignment
+from grader.errors import GraderError
 from grader.specs import load_specs
 
 # on top of the assignment's own total budget: the engine stops itself at its budget, so the
@@ -102,8 +103,7 @@ def run_batch(input_path: Path | str, assignment: Assignment, options: BatchOpti
                      "assignment: skipped (use --force to regrade)")
 
     by_name = {up.name: (up, digest) for up, digest in todo}
-    remote = options.dask is not None
-    jobs = [_job(up, assignment, fingerprint, timeout, options, remote) for up, _ in todo]
+    jobs = [_job(up, assignment, fingerprint, timeout, options) for up, _ in todo]
 
     bar = _progress(len(jobs), options.progress)
     failures = 0
@@ -127,7 +127,7 @@ def run_batch(input_path: Path | str, assignment: Assignment, options: BatchOpti
 
     try:
         if jobs:
-            if remote:
+            if options.dask is not None:
                 _run_dask(jobs, options.dask, record)
             else:
                 _run_local(jobs, options.jobs or available_cpus(), record)
@@ -151,13 +151,13 @@ def run_batch(input_path: Path | str, assignment: Assignment, options: BatchOpti
     return report
 
 
-def _job(up: Upload, assignment: Assignment, fingerprint: str, timeout: float, options: BatchOptions, remote: bool) -> Job:
+def _job(up: Upload, assignment: Assignment, fingerprint: str, timeout: float, options: BatchOptions) -> Job:
     who = up.names() or up.sids()
     title = f"{assignment.title}: {who} ({up.name})" if who else f"{assignment.title}: {up.name}"
+    # a remote job gets its payload (the packed upload) only when it is submitted: a large class
+    # is never held in memory at once
     return Job(up.name, up.path.name, up.kind, str(Path(assignment.path).resolve()), fingerprint, timeout, title,
-               options.only, options.budget,
-               upload_path=None if remote else str(up.path.absolute()),
-               payload=pack(up.path) if remote else None,
+               options.only, options.budget, upload_path=str(up.path.absolute()),
                scratch=str(options.scratch) if options.scratch else None)
 
 
@@ -201,7 +201,13 @@ def _run_dask(jobs: list[Job], scheduler: Any, record: Callable[[JobResult], Non
     flight, so a large class's uploads are not all held in the scheduler's memory at once."""
     from distributed import Client, as_completed
 
-    client = scheduler if isinstance(scheduler, Client) else Client(scheduler)
+    if isinstance(scheduler, Client):
+        client = scheduler
+    else:
+        try:
+            client = Client(scheduler, timeout="30s")
+        except (OSError, TimeoutError, ValueError) as exc:
+            raise GraderError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from None
     owns = client is not scheduler
     futures: list = []
     try:
@@ -210,8 +216,11 @@ def _run_dask(jobs: list[Job], scheduler: Any, record: Callable[[JobResult], Non
         pending = list(reversed(jobs))
         names: dict[str, str] = {}
 
+        code = grader_code_fingerprint()
+
         def submit():
             job = pending.pop()
+            job = replace(job, payload=pack(Path(job.upload_path)), upload_path=None, code_fingerprint=code)
             fut = client.submit(run_job, job, pure=False, key=f"grade-{job.name}-{time.time_ns()}")
             names[fut.key] = job.name
             futures.append(fut)
