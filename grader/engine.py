@@ -141,13 +141,22 @@ def _run_checks(planned: list[PlannedCheck], submission: Submission, assignment:
 
     reference = ReferenceModules(assignment.reference_dir)
     verdicts: list[Verdict] = []
-    with trusted_threads(), Sandbox(submission.root, sandbox_limits(assignment, options.sandbox_user),
-                                    protected=protected_paths(assignment, options.results_path)) as sandbox:
-        data = options.data_provider if options.data_provider is not None else props_provider(assignment)
-        ctx = CheckContext(assignment, submission, sandbox, reference, deadline, data)
-        for check in planned:
-            verdicts.append(run_one(check, ctx))
-    # the sandbox is closed here: every worker (and anything it spawned) is dead before any
+    data = options.data_provider if options.data_provider is not None else props_provider(assignment)
+    # one sandbox (and so one worker process) per student file: a file that monkeypatches torch
+    # at import time must not change how another file's checks run
+    groups: dict[str, list[PlannedCheck]] = {}
+    for check in planned:
+        groups.setdefault(check.file, []).append(check)
+    results: dict[int, Verdict] = {}
+    with trusted_threads():
+        for checks in groups.values():
+            with Sandbox(submission.root, sandbox_limits(assignment, options.sandbox_user),
+                         protected=protected_paths(assignment, options.results_path)) as sandbox:
+                ctx = CheckContext(assignment, submission, sandbox, reference, deadline, data)
+                for check in checks:
+                    results[id(check)] = run_one(check, ctx)
+    verdicts = [results[id(check)] for check in planned]
+    # every sandbox is closed here: every worker (and anything it spawned) is dead before any
     # result is written
     apply_requirements(planned, verdicts)
     annotate_untouched(submission, verdicts)
