@@ -194,6 +194,7 @@ class Runs:
     bare: list = field(default_factory=list)  # (Measurement, bare.py JSON)
     peer: list = field(default_factory=list)  # (Measurement, peer JSON)
     batch: list = field(default_factory=list)  # (Measurement, copies)
+    bare1: list = field(default_factory=list)  # (Measurement, bare.py JSON) with one torch thread
 
 
 def python() -> str:
@@ -243,6 +244,14 @@ def run_all(args: argparse.Namespace, work: Path, log) -> tuple[Runs, dict]:
             raise SystemExit(f"bare run failed:\n{m.stdout[-3000:]}")
         runs.bare.append((m, _last_json(m.stdout)))
         log(f"  bare       #{i + 1}: {m.wall:.1f} s wall, {m.cpu:.1f} s CPU, {m.peak_pss_mb:.0f} MB PSS (load {m.load})")
+
+        if args.bare_one_thread:
+            env1 = {**env, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+            m = measure([python(), str(BENCH / "bare.py"), str(requests), str(sub), "--config", str(config)], env=env1)
+            if m.returncode != 0:
+                raise SystemExit(f"bare run (one thread) failed:\n{m.stdout[-3000:]}")
+            runs.bare1.append((m, _last_json(m.stdout)))
+            log(f"  bare 1 thr #{i + 1}: {m.wall:.1f} s wall, {m.cpu:.1f} s CPU, {m.peak_pss_mb:.0f} MB PSS (load {m.load})")
 
         if not args.no_peer:
             m = measure([python(), str(BENCH / "peer_unittest.py"), str(sub), "--results", str(work / f"peer-{i}.json"),
@@ -315,6 +324,12 @@ def summary(runs: Runs, ncores: int) -> tuple[list[list[str]], dict]:
     rows.append(["processes: at once (max) / started", *(f"{max((m.max_procs for m in xs), default=0)} / "
                                                           f"{max((m.started for m in xs), default=0)}" for xs in (g, b, p)),
                  "", "", ""])
+    if runs.bare1:
+        b1 = [m for m, _ in runs.bare1]
+        w1, c1 = med([m.wall for m in b1]), med([m.cpu for m in b1])
+        vals["bare1"] = (w1, c1)
+        rows.append(["bare with one torch thread: wall / CPU (s)", "", f"{_fmt(w1)} / {_fmt(c1)}", "",
+                     f"{_ratio(vals['wall'][0], w1)} / {_ratio(vals['cpu'][0], c1)}", "", "(a tuned script)"])
     if runs.batch:
         bw = med([m.wall for m, _ in runs.batch])
         n = runs.batch[0][1]
@@ -338,14 +353,24 @@ def per_check(runs: Runs) -> list[list[str]]:
             key = f"{ed.get('file')}:{ed.get('check_id')}"
             graded.setdefault(key, []).append(float(ed.get("seconds", 0.0)))
             names[key] = t.get("number", "")
-    bare: dict[str, list[float]] = {}
-    for _, out in runs.bare:
-        for k, v in out.get("per_check", {}).items():
-            bare.setdefault(k, []).append(v)
+    def per(runs_: list) -> dict[str, list[float]]:
+        out: dict[str, list[float]] = {}
+        for _, doc in runs_:
+            for k, v in doc.get("per_check", {}).items():
+                out.setdefault(k, []).append(v)
+        return out
+
+    bare, bare1 = per(runs.bare), per(runs.bare1)
     rows = []
     for key, xs in graded.items():
         gs, bs = med(xs), med(bare.get(key, [0.0]))
-        rows.append([names[key], key, f"{gs:.2f}", f"{bs:.2f}", f"{gs - bs:+.2f}"])
+        row = [names[key], key, f"{gs:.2f}", f"{bs:.2f}"]
+        if runs.bare1:
+            b1 = med(bare1.get(key, [0.0]))
+            row += [f"{b1:.2f}", f"{gs - b1:+.2f}"]
+        else:
+            row += [f"{gs - bs:+.2f}"]
+        rows.append(row)
     rows.sort(key=lambda r: -float(r[2]))
     return rows
 
@@ -360,7 +385,8 @@ def report(runs: Runs, info: dict, args: argparse.Namespace, top: Optional[int] 
     ncores = cores()
     rows, vals = summary(runs, ncores)
     checks = per_check(runs)
-    loads = [m.load_before for m, _ in runs.graded + runs.bare + runs.peer] + [m.load_after for m, _ in runs.graded + runs.bare + runs.peer]
+    every = runs.graded + runs.bare + runs.bare1 + runs.peer + runs.batch
+    loads = [m.load_before for m, _ in every] + [m.load_after for m, _ in every]
     when = _dt.datetime.now().strftime("%Y-%m-%d %H:%M")
     cmd = "python bench/run.py" + (" --quick" if args.quick else "") + "".join(f" --only {o}" for o in (args.only or []) if not args.quick)
     out = [f"Measured {when} on {os.cpu_count()} CPUs ({ncores} usable), {cpu_model()}, "
@@ -371,7 +397,8 @@ def report(runs: Runs, info: dict, args: argparse.Namespace, top: Optional[int] 
     shown = checks if top is None else checks[:top]
     out += [f"Time per check (s, median; grader = results.json `extra_data.seconds`, bare = the same requests "
             f"in-process){'' if top is None else f', the {top} slowest of {len(checks)}'}:", "",
-            md_table(["#", "check", "grader", "bare", "difference"], shown), ""]
+            md_table(["#", "check", "grader", "bare"] + (["bare, 1 thread", "grader - bare 1 thread"] if runs.bare1 else ["grader - bare"]),
+                     shown), ""]
     if "wall" in vals:
         gw, bw, pw = vals["wall"]
         gm = vals["peak_pss_mb"][0]
@@ -417,6 +444,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--batch-repeat", type=int, default=1)
     ap.add_argument("--jobs", type=int, default=2, help="grader batch --jobs (default 2)")
     ap.add_argument("--no-peer", action="store_true", help="skip the unittest peer")
+    ap.add_argument("--bare-one-thread", action=argparse.BooleanOptionalAction, default=None,
+                    help="also run bare with OMP_NUM_THREADS=1 (default: on, off with --quick)")
     ap.add_argument("--config", type=Path, default=None)
     ap.add_argument("--top", type=int, default=None, help="per-check rows to show (default all)")
     ap.add_argument("--readme", action="store_true", help="write the result into README.md's bench section")
@@ -427,6 +456,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         args.only = args.only or list(QUICK_ONLY)
         args.repeat = args.repeat or 1
         args.batch = 2 if args.batch is None else args.batch
+    if args.bare_one_thread is None:
+        args.bare_one_thread = not args.quick
     args.repeat = args.repeat or 3
     args.batch = 8 if args.batch is None else args.batch
 
@@ -444,6 +475,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                 "graded": [{**m.__dict__, "stdout": ""} for m, _ in runs.graded],
                 "bare": [{**m.__dict__, "stdout": "", "phases": {k: v for k, v in o.items() if k != "per_check"}} for m, o in runs.bare],
                 "peer": [{**m.__dict__, "stdout": ""} for m, _ in runs.peer],
+                "bare1": [{**m.__dict__, "stdout": ""} for m, _ in runs.bare1],
                 "batch": [{**m.__dict__, "stdout": "", "copies": n} for m, n in runs.batch],
             }, indent=1))
         if args.readme:

@@ -280,15 +280,14 @@ def run_jobs(jobs: list[dict], n: int, done: Callable[[dict], None]) -> None:
         for job in jobs:
             done(grade_files(job))
         return
-    import os
     import queue
     import subprocess
     import threading
 
+    from grader.childenv import child_env
     from grader.cpus import THREAD_ENV_VARS, available_cpus
 
-    env = dict(os.environ)
-    env.update({var: str(max(1, available_cpus() // n)) for var in THREAD_ENV_VARS})
+    env = child_env(**{var: str(max(1, available_cpus() // n)) for var in THREAD_ENV_VARS})
     todo: "queue.Queue[dict]" = queue.Queue()
     for job in jobs:
         todo.put(job)

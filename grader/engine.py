@@ -143,10 +143,12 @@ def _run_checks(planned: list[PlannedCheck], submission: Submission, assignment:
     verdicts: list[Verdict] = []
     data = options.data_provider if options.data_provider is not None else props_provider(assignment)
     # one sandbox (and so one worker process) per student file: a file that monkeypatches torch
-    # at import time must not change how another file's checks run
+    # at import time must not change how another file's checks run. Checks that never import
+    # student Python (model files, notebooks) share one: each worker start costs ~1.5 s of CPU
+    # (mostly `import torch`), and loading two model files needs no second one
     groups: dict[str, list[PlannedCheck]] = {}
     for check in planned:
-        groups.setdefault(check.file, []).append(check)
+        groups.setdefault(check.file if KINDS[check.spec.kind].needs_python else "", []).append(check)
     results: dict[int, Verdict] = {}
     with trusted_threads():
         for checks in groups.values():

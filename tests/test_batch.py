@@ -527,3 +527,21 @@ def test_a_grading_process_that_dies_is_a_crash_row(course, klass, tmp_path, mon
     assert "about to be killed" in (out / "s01_reference" / "grader.log").read_text()
     rec = read_record(out / "s01_reference")
     assert not is_done(out / "s01_reference", rec["upload_hash"], rec["fingerprint"], TIMEOUT)  # retried next time
+
+
+def test_child_processes_run_this_checkout_whatever_is_installed(tmp_path):
+    """A batch job's grading process imports the grader code its parent runs, even from another
+    working directory and with a PYTHONPATH that names another copy first."""
+    import subprocess
+    import sys
+
+    from grader.childenv import CODE_ROOT, child_env
+
+    decoy = tmp_path / "decoy" / "grader"
+    decoy.mkdir(parents=True)
+    (decoy / "__init__.py").write_text("raise ImportError('the decoy copy was imported')\n")
+    env = child_env({"PYTHONPATH": str(decoy.parent), "PATH": "/usr/bin:/bin"}, EXTRA="1")
+    assert env["EXTRA"] == "1" and env["PYTHONPATH"].split(os.pathsep) == [str(CODE_ROOT), str(decoy.parent)]
+    out = subprocess.run([sys.executable, "-c", "import grader, os; print(grader.__file__, os.environ['EXTRA'])"],
+                         cwd=tmp_path, env=env, capture_output=True, text=True, check=True).stdout
+    assert out.split() == [str(CODE_ROOT / "grader" / "__init__.py"), "1"]

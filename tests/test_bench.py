@@ -22,7 +22,7 @@ def test_quick_bench_prints_the_table(tmp_path):
     for row in ("wall time (s)", "CPU time, whole tree (s)", "peak memory, whole tree, PSS (MB)",
                 "batch --jobs 2, 1 copies (submissions/min)"):
         assert f"| {row} |" in out, row
-    assert "| # | check | grader | bare | difference |" in out
+    assert "| # | check | grader | bare | grader - bare |" in out
     assert "optimizers.py:sgd_steps" in out
     assert "Targets: wall time" in out
     # the grader's own run graded the reference fully (the bench measured real grading)

@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
+from grader.childenv import child_env
+
 LOG_TAIL = 20_000
 POLL_SECONDS = 0.1
 
@@ -51,6 +53,10 @@ class Job:
     payload: Optional[bytes] = None  # or recreate the upload from these bytes (remote runs)
     scratch: Optional[str] = None  # parent of the job's temporary folder (default: the system's)
     code_fingerprint: Optional[str] = None  # remote runs: the client's grader code, checked on the worker
+    # CPUs this job's grading process may use (its GRADER_CPUS); None: every CPU it sees. Local
+    # batches split the machine between their parallel jobs, so --jobs 2 on 2 CPUs does not run
+    # 2 x 2 torch threads
+    cpus: Optional[int] = None
 
 
 @dataclass
@@ -119,7 +125,9 @@ def _run_child(job: Job, upload: Path, work: Path, stop: Optional[threading.Even
     spec = {"upload": upload.name, "config": job.config, "only": job.only, "budget": job.budget,
             "out": str(out), "title": job.title}
     (work / "job.json").write_text(json.dumps(spec), encoding="utf-8")
-    env = {**os.environ, "TMPDIR": str(tmp), "PYTHONDONTWRITEBYTECODE": "1"}
+    env = child_env(TMPDIR=str(tmp), PYTHONDONTWRITEBYTECODE="1")
+    if job.cpus:
+        env["GRADER_CPUS"] = str(job.cpus)
     log_path = work / "child.log"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen([sys.executable, "-m", "grader.batch.child", str(work / "job.json")],

@@ -172,8 +172,11 @@ def _progress(total: int, enabled: bool):
 def _run_local(jobs: list[Job], workers: int, record: Callable[[JobResult], None]) -> None:
     """A thread per slot; each thread only waits on its own grading process, so threads are
     enough and Ctrl-C reaches the main thread, which stops and kills everything running."""
+    from grader.cpus import available_cpus as usable_cpus
+
     stop = threading.Event()
-    pending = list(reversed(jobs))
+    share = max(1, usable_cpus() // max(1, workers))  # the machine is split between the slots
+    pending = [replace(job, cpus=job.cpus or share) for job in reversed(jobs)]
     running: dict[Future, str] = {}
     pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="grade")
     try:

@@ -35,6 +35,9 @@ class BuiltCase:
     kwargs: dict
     init_args: list
     init_kwargs: dict
+    #: what the inputs were built from (seed, builder, argument specs): equal keys, equal inputs;
+    #: None when built by hand (then nothing is shared between checks)
+    key: Optional[str] = None
 
     def shapes(self) -> str:
         """'x_train (20, 3, 4, 4) float64, x_test (5, 3, 4, 4) float64, k=3' for messages."""
@@ -52,6 +55,27 @@ def _short(value: Any) -> str:
     if isinstance(value, (list, tuple)) and len(value) <= 12 and all(isinstance(v, (int, float)) for v in value):
         return f"= {list(value)!r}"
     return f"({type(value).__name__})"
+
+
+#: reference outputs up to this size are kept for later checks on the same case (a large one,
+#: e.g. the PROPS-sized distance matrix, is used once and not worth its memory)
+MEMO_MAX_BYTES = 1 << 20
+#: and everything kept (builder outputs included) stays under this
+MEMO_TOTAL_BYTES = 32 << 20
+
+
+def _tensor_bytes(value: Any, depth: int = 0) -> int:
+    if isinstance(value, torch.Tensor):
+        return value.numel() * value.element_size()
+    if isinstance(value, np.ndarray):
+        return int(value.nbytes)
+    if depth > 20:
+        return 1 << 62
+    if isinstance(value, (list, tuple)):
+        return sum(_tensor_bytes(v, depth + 1) for v in value)
+    if isinstance(value, dict):
+        return sum(_tensor_bytes(v, depth + 1) for v in value.values())
+    return 0
 
 
 def reset_trusted_state(seed: int) -> None:
@@ -74,25 +98,50 @@ class CheckContext:
     extras: dict = field(default_factory=dict)
     # (file, check id) -> why a call of that check timed out; its later cases are not run
     timed_out: dict = field(default_factory=dict)
+    # builder outputs and small reference outputs of this run, by what determines them: specs
+    # share cases (YAML anchors), e.g. the four SVM loss cases feed the loss, gradient and
+    # agreement checks of both SVM functions
+    memo: dict = field(default_factory=dict)
 
     def timeout_for(self, spec: CheckSpec) -> float:
         wanted = spec.timeout or self.assignment.config.limits.check_timeout
         return self.deadline.limit(wanted)
 
     def build_case(self, case: CaseSpec, index: int, where: str) -> BuiltCase:
-        built = run_builder(case.builder.name, case.builder.params, case.seed, f"{where}.builder") if case.builder else {}
+        built: dict = {}
+        if case.builder:
+            bkey = ("builder", repr(case.builder), case.seed)
+            built = self.memo.get(bkey)
+            if built is None:  # InputContext hands out fresh copies of built values
+                built = run_builder(case.builder.name, case.builder.params, case.seed, f"{where}.builder")
+                self._remember(bkey, built)
         ictx = InputContext(case.seed, built, self.data)
         args = [ictx.build(v, f"{where}.args.{k}") for k, v in case.args.items()]
         kwargs = {k: ictx.build(v, f"{where}.kwargs.{k}") for k, v in case.kwargs.items()}
         init_args = [ictx.build(v, f"{where}.init_args.{k}") for k, v in case.init_args.items()]
         init_kwargs = {k: ictx.build(v, f"{where}.init_kwargs.{k}") for k, v in case.init_kwargs.items()}
-        return BuiltCase(case.label(index), case.seed, args, list(case.args), kwargs, init_args, init_kwargs)
+        key = repr((case.seed, case.builder, case.args, case.kwargs, case.init_args, case.init_kwargs))
+        return BuiltCase(case.label(index), case.seed, args, list(case.args), kwargs, init_args, init_kwargs, key)
 
     def call_reference(self, file: str, target: str, case: BuiltCase) -> Any:
+        """The reference's output on the case (a fresh copy when it was already computed)."""
+        mkey = ("reference", file, target, case.key) if case.key is not None else None
+        if mkey is not None and mkey in self.memo:
+            return fresh_copy(self.memo[mkey])
         reset_trusted_state(case.seed)
-        return self.reference.call(
+        out = self.reference.call(
             file, target, fresh_copy(case.args), fresh_copy(case.kwargs), fresh_copy(case.init_args), fresh_copy(case.init_kwargs)
         )
+        if mkey is not None and _tensor_bytes(out) <= MEMO_MAX_BYTES:
+            self._remember(mkey, fresh_copy(out))
+        return out
+
+    def _remember(self, key: tuple, value: Any) -> None:
+        size = _tensor_bytes(value)
+        used = self.memo.get("bytes", 0)
+        if used + size <= MEMO_TOTAL_BYTES:  # bounded, so the memo never raises the run's peak much
+            self.memo[key] = value
+            self.memo["bytes"] = used + size
 
     def call_student(self, spec: CheckSpec, target: str, case: BuiltCase, op: str = "call", options: Optional[dict] = None, timeout: Optional[float] = None) -> "CallOutcome":
         from grader.sandbox import CallRequest

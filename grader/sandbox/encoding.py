@@ -399,9 +399,11 @@ class TensorView:
 
 
 class _Decoder:
-    def __init__(self, data: Buffer, copy: bool, raw_tensors: bool, max_bytes: int, max_depth: int, max_nodes: int):
+    def __init__(self, data: Buffer, copy: bool, raw_tensors: bool, max_bytes: int, max_depth: int, max_nodes: int,
+                 share_min_bytes: Optional[int] = None):
         self.view = memoryview(data).cast("B") if not isinstance(data, memoryview) or data.format != "B" else data
         self.copy = copy
+        self.share_min_bytes = share_min_bytes
         self.raw_tensors = raw_tensors
         self.max_bytes = max_bytes
         self.max_depth = max_depth
@@ -445,7 +447,9 @@ class _Decoder:
         return self.view[off: off + size]
 
     def array(self, idx: Any) -> np.ndarray:
-        return read_npy(self.blob(idx), copy=self.copy)
+        blob = self.blob(idx)
+        share = self.share_min_bytes is not None and len(blob) >= self.share_min_bytes
+        return read_npy(blob, copy=self.copy and not share)
 
     def node(self, n: Any, depth: int) -> Any:
         self.nodes += 1
@@ -611,16 +615,18 @@ def read_npy(blob: memoryview, copy: bool = True) -> np.ndarray:
 
 def decode(data: Buffer, *, copy: bool = True, max_bytes: int = DEFAULT_MAX_BYTES,
            max_depth: int = DEFAULT_MAX_DEPTH, max_nodes: int = DEFAULT_MAX_NODES,
-           raw_tensors: bool = False) -> Any:
+           raw_tensors: bool = False, share_min_bytes: Optional[int] = None) -> Any:
     """Rebuild a value from :func:`encode`'s bytes. Never executes anything from ``data``.
 
     ``copy=False`` returns arrays that are views into ``data`` (zero-copy; read-only when
     ``data`` is ``bytes``); tensors are copied when the view would be read-only or unaligned.
+    ``share_min_bytes``: with ``copy=True``, arrays of at least that many bytes are views into
+    ``data`` all the same (the worker keeps a large input once, not twice).
     ``raw_tensors=True`` returns :class:`TensorView` records instead of torch tensors.
     Any problem raises :class:`EncodingError`.
     """
     try:
-        return _Decoder(data, copy, raw_tensors, max_bytes, max_depth, max_nodes).run()
+        return _Decoder(data, copy, raw_tensors, max_bytes, max_depth, max_nodes, share_min_bytes).run()
     except EncodingError:
         raise
     except RecursionError:
