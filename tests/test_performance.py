@@ -3,6 +3,8 @@ needless copies. Timings are measured by bench/run.py, never asserted here."""
 
 from __future__ import annotations
 
+from contextlib import closing
+
 import pytest
 import torch
 
@@ -201,3 +203,149 @@ def test_large_inputs_are_not_copied_in_the_worker_and_still_checked(tmp_path):
         assert call("poke", big.numpy(), len(big) - 1).modified_inputs == ["x"]  # numpy arrays too
         assert call("bump", big).modified_inputs == ["x"]
     assert torch.equal(big, torch.arange(SHARED_INPUT_BYTES // 4 + 10, dtype=torch.float32))
+
+
+def test_prestart_starts_the_worker_in_the_background_and_close_kills_it(tmp_path):
+    """prestart() returns at once; the first call uses the worker it started (no second start);
+    close() while a worker is still starting leaves no process behind."""
+    import time
+
+    (tmp_path / "perf.py").write_text(STUDENT)
+    with Sandbox(tmp_path, SandboxLimits()) as sb:
+        t0 = time.monotonic()
+        sb.prestart()
+        assert time.monotonic() - t0 < 0.5 and sb._prestarting is not None
+        sb.prestart()  # a second request while starting is a no-op
+        out = sb.call(CallRequest(file="perf.py", target="total", args=[torch.ones(3)], arg_names=["x"]), timeout=60)
+        assert out.ok and out.value == 3.0 and len(sb.startup_times) == 1
+        pid = sb._worker.proc.pid
+
+    assert not _alive(pid)
+    sb = Sandbox(tmp_path, SandboxLimits())
+    sb.prestart()
+    time.sleep(0.2)  # the interpreter is up, torch is still importing
+    sb.close()
+    assert sb._worker is None or not _alive(sb._worker.proc.pid)
+    assert not [p for p in _tagged(sb._tag)]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def _tagged(tag: str) -> list[int]:
+    """Processes whose environment carries this sandbox's tag."""
+    import os
+
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/environ", "rb") as f:
+                    if tag.encode() in f.read():
+                        found.append(int(entry))
+            except OSError:
+                pass
+    return found
+
+
+def test_next_files_worker_starts_while_this_files_checks_run():
+    """The engine's pipeline: group i+1's sandbox is prestarted before group i's checks run,
+    only when its checks will call a worker; at most two sandboxes are open at once; each is
+    closed when its group is done, and every one is closed on an exception."""
+    from grader.engine import pipelined_sandboxes
+
+    events: list[str] = []
+
+    class FakeSandbox:
+        count = 0
+
+        def __init__(self):
+            FakeSandbox.count += 1
+            self.name = f"s{FakeSandbox.count}"
+            self.closed = False
+
+        def prestart(self):
+            events.append(f"prestart {self.name}")
+
+        def close(self):
+            self.closed = True
+            events.append(f"close {self.name}")
+
+    groups = [["a"], ["b"], ["source only"], ["d"]]
+    open_now = []
+    for checks, sb in pipelined_sandboxes(groups, FakeSandbox, lambda g: g != ["source only"]):
+        events.append(f"run {checks[0]} in {sb.name}")
+        open_now.append(sum(1 for e in events if e.startswith(("prestart", "run"))) - sum(1 for e in events if e.startswith("close")))
+    assert events == ["prestart s2", "run a in s1", "close s1",  # s1 started on its first call
+                      "run b in s2", "close s2",                 # no prestart: group 3 calls no worker
+                      "prestart s4", "run source only in s3", "close s3",
+                      "run d in s4", "close s4"]
+
+    events.clear()
+    FakeSandbox.count = 0
+    for checks, sb in pipelined_sandboxes([["a"], ["dataset"], ["c"]], FakeSandbox, lambda g: True, lambda g: g == ["dataset"]):
+        events.append(f"run {checks[0]} in {sb.name}")
+    assert events == ["prestart s2", "run a in s1", "close s1",
+                      "run dataset in s2", "close s2",  # no second worker next to the dataset checks
+                      "run c in s3", "close s3"]
+
+    events.clear()
+    FakeSandbox.count = 0
+    pairs = pipelined_sandboxes(groups, FakeSandbox, lambda g: True)
+    with pytest.raises(RuntimeError):
+        with closing(pairs):
+            for checks, sb in pairs:
+                raise RuntimeError("a grader bug")
+    assert events == ["prestart s2", "close s1", "close s2"]
+
+
+def test_calls_worker_skips_missing_files_and_file_only_checks(assignment, reference_submission, tmp_path):
+    import shutil
+
+    from grader.engine import _calls_worker
+    from grader.specs import load_specs
+    from grader.submission import collect
+
+    planned = load_specs(assignment)
+    by_file: dict = {}
+    for p in planned:
+        by_file.setdefault(p.spec.file, []).append(p)
+    sub = collect(reference_submission, assignment, tmp_path / "c1")
+    assert _calls_worker(by_file["knn.py"], sub)
+    assert not _calls_worker([p for p in by_file["knn.py"] if p.spec.kind == "source"], sub)
+    assert not _calls_worker(by_file["knn.ipynb"], sub)
+    only_opt = tmp_path / "only"
+    only_opt.mkdir()
+    shutil.copy(reference_submission / "optimizers.py", only_opt)
+    sub2 = collect(only_opt, assignment, tmp_path / "c2")
+    assert not _calls_worker(by_file["knn.py"], sub2) and _calls_worker(by_file["optimizers.py"], sub2)
+
+
+def test_dataset_groups_run_last_and_results_keep_the_spec_order(assignment, reference_submission, tmp_path):
+    from grader.checks.base import KINDS
+    from grader.engine import sandbox_groups
+    from grader.specs import load_specs
+    from tests.helpers import grade_dir
+
+    planned = load_specs(assignment)
+    groups = sandbox_groups(planned)
+    heavy = [any(KINDS[c.spec.kind].worker_dataset for c in g) for g in groups]
+    assert heavy == sorted(heavy) and heavy[-1] and not heavy[0]
+    assert sorted(id(c) for g in groups for c in g) == sorted(id(c) for c in planned)
+    files = [{c.file for c in g} for g in groups]
+    assert files[-1] == {"knn.py"}  # its worker gets the PROPS training set (KNN accuracy)
+    models = next(i for i, f in enumerate(files) if "svm_best_model.pt" in f)
+    assert files[models] >= {"knn.ipynb", "softmax_best_model.pt"}  # no student Python: one worker
+    assert models < files.index({"linear_classifier.py"}) < files.index({"optimizers.py"})  # spec order otherwise
+    for g in groups:  # spec order inside a group
+        assert [planned.index(c) for c in g] == sorted(planned.index(c) for c in g)
+
+    only = ["knn_test_accuracy", "two_loops_values", "sgd_steps"]
+    run, doc = grade_dir(reference_submission, assignment, tmp_path, only=only)
+    order = [p.spec.id for p in planned if p.spec.id in only]
+    assert [v.check_id for v in run.verdicts] == order and all(v.passed for v in run.verdicts)

@@ -19,7 +19,7 @@ class NotebookCheck(CheckSpec):
     min_executed_cells: int = Field(1, ge=1, description="code cells that must have run (execution_count or outputs)")
 
 
-@register_kind("notebook", NotebookCheck, needs_python=False)
+@register_kind("notebook", NotebookCheck, needs_python=False, calls_worker=False)
 def run_notebook(spec: NotebookCheck, ctx: CheckContext) -> list[CaseResult]:
     import nbformat
 

@@ -157,7 +157,7 @@ def _forbidden(name: str, forbid: list[str]) -> Optional[str]:
     return None
 
 
-@register_kind("source", SourceCheck)
+@register_kind("source", SourceCheck, calls_worker=False)
 def run_source(spec: SourceCheck, ctx: CheckContext) -> list[CaseResult]:
     text = ctx.submission.text(spec.file)
     try:

@@ -25,6 +25,7 @@ import stat
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import asdict, fields
 from pathlib import Path
@@ -282,6 +283,8 @@ class Sandbox:
         self.startup_times: list[float] = []
         #: the last worker's ready report (baseline address space, limits applied, versions)
         self.worker_info: dict = {}
+        #: a worker being started in the background (see prestart)
+        self._prestarting: Optional[threading.Thread] = None
 
     # ------------------------------------------------------------------ lifecycle
     def __enter__(self) -> "Sandbox":
@@ -381,9 +384,34 @@ class Sandbox:
             self.close()
             raise
 
+    def prestart(self) -> None:
+        """Start the worker now, in the background, so that its start-up (an interpreter and
+        ``import torch``: ~1.5 s of one CPU) overlaps whatever the caller does next, e.g. the
+        previous file's checks, which keep one CPU busy at a time. The first :meth:`call` waits
+        for it. A start that fails is reported by that call, which tries once more (as for any
+        start). Harmless when a worker is already running or starting."""
+        self.open()
+        if self._worker is not None or self._prestarting is not None:
+            return
+        thread = threading.Thread(target=self._prestart, name="sandbox-prestart", daemon=True)
+        self._prestarting = thread
+        thread.start()
+
+    def _prestart(self) -> None:
+        try:
+            self._start_worker()
+        except _StartError:
+            pass  # recorded in _start_error; the next call retries and reports it
+
+    def _join_prestart(self) -> None:
+        thread, self._prestarting = self._prestarting, None
+        if thread is not None:
+            thread.join()
+
     def close(self) -> None:
         """Kill the worker's process group, reap it, remove the scratch directory."""
         self._closed = True
+        self._join_prestart()  # a worker still starting is killed below, not left behind
         if self._worker is not None:
             self._kill_worker()
         for fd in (self._out_fd, self._err_fd):
@@ -460,6 +488,12 @@ class Sandbox:
         return w
 
     def _ensure_worker(self) -> _Worker:
+        self._join_prestart()
+        return self._start_worker()
+
+    def _start_worker(self) -> _Worker:
+        """The running worker, or a new one (the caller owns the Sandbox: the main thread, or
+        the prestart thread while the main thread waits for it)."""
         w = self._worker
         if w is not None and (not w.alive() or (w.cpu_hard is not None and w.cpu + self.limits.cpu_seconds + 5 > w.cpu_hard)):
             self._kill_worker()
