@@ -6,12 +6,22 @@ AppleDouble ``._name.py`` files (binary data under a ``.py`` name), Windows line
 UTF-8 BOM. This module turns all of that into one flat staging folder holding the expected
 files, normalised to UTF-8 with LF line endings, plus a status per expected file:
 ``present`` / ``empty`` / ``missing`` / ``unreadable`` — so one bad file never hides another.
+
+Encodings follow Python's own rules (PEP 263, via :func:`tokenize.detect_encoding`): a ``.py``
+file is UTF-8 unless line 1 or 2 declares another encoding (``# -*- coding: latin-1 -*-``), which
+is honoured; the staged copy is UTF-8 with that declaration rewritten to ``utf-8`` (same line
+numbers), so the worker's import reads the same text. A file that is not valid in its declared or
+default encoding is ``unreadable`` with the exact place: line, column, byte offset and the
+offending byte(s), and how to fix it. Notebooks are JSON, always UTF-8.
 """
 
 from __future__ import annotations
 
+import io
+import re
 import shutil
 import stat
+import tokenize
 import zipfile
 from dataclasses import dataclass, field
 from enum import Enum
@@ -177,12 +187,15 @@ def _collect_one(expected: ExpectedFile, candidates: dict[str, Path], staged: Pa
         return result
     dest = staged / expected.name
     if expected.kind in TEXT_KINDS:
-        text = _decode(data)
-        if text is None:
+        decoded = decode_source(data, python=expected.kind == "python")
+        if decoded.text is None:
             result.status = FileStatus.UNREADABLE
-            result.reason = "it is not UTF-8 text (binary data? a macOS '._' file or an editor backup uploaded by mistake?). Save it as plain UTF-8 text and upload again."
+            result.reason = decoded.problem
             return result
-        text = text.replace("\r\n", "\n").replace("\r", "\n")
+        text = decoded.text.replace("\r\n", "\n").replace("\r", "\n")
+        if decoded.encoding not in ("utf-8", "utf-8-sig"):
+            notes.append(f"{expected.name} is saved as {decoded.encoding} (its coding declaration); "
+                         "it was graded after converting it to UTF-8")
         if not text.strip():
             result.status = FileStatus.EMPTY
             return result
@@ -193,13 +206,112 @@ def _collect_one(expected: ExpectedFile, candidates: dict[str, Path], staged: Pa
     return result
 
 
-def _decode(data: bytes) -> Optional[str]:
-    if b"\x00" in data:
-        return None
+_BOM = b"\xef\xbb\xbf"
+_COOKIE = re.compile(r"^([ \t\f]*#.*?coding[:=][ \t]*)([-\w.]+)", re.ASCII)  # PEP 263 / tokenize
+_FIX = "Save the file as UTF-8 (in VS Code: click the encoding in the status bar, 'Save with Encoding', UTF-8) and upload again."
+
+
+@dataclass
+class Decoded:
+    """A text file's contents (``text``) and the encoding used, or ``text=None`` and a
+    student-facing ``problem`` (completes "could not be read: ...")."""
+
+    text: Optional[str]
+    encoding: str = "utf-8"
+    problem: str = ""
+
+
+def _line_col(data: bytes, offset: int) -> tuple[int, int]:
+    """1-based line and column (in bytes) of ``offset``; CRLF, CR and LF all end a line."""
+    head = data[:offset]
+    starts = [m.end() for m in re.finditer(rb"\r\n|\r(?!\n)|\n", head)]
+    line_start = starts[-1] if starts else 0
+    return len(starts) + 1, offset - line_start + 1
+
+
+def _where(data: bytes, start: int, end: int, guess_latin: bool = True) -> str:
+    line, col = _line_col(data, start)
+    bad = data[start:max(end, start + 1)]
+    shown = " ".join(f"0x{b:02X}" for b in bad[:8]) + (" ..." if len(bad) > 8 else "")
+    what = "byte" if len(bad) == 1 else "bytes"
+    guess = ""
+    latin = bad.decode("cp1252", errors="replace")
+    if guess_latin and latin.isprintable() and "\ufffd" not in latin:
+        guess = f" (in Latin-1/Windows-1252 that would be {latin!r}, so the file was probably saved in that encoding)"
+    return f"line {line}, column {col} (byte offset {start} in the file) has the {what} {shown}{guess}"
+
+
+def decode_source(data: bytes, python: bool = True) -> Decoded:
+    """Decode a submitted text file as Python would (``python``) or as UTF-8 JSON (notebooks)."""
+    nul = data.find(b"\x00")
+    if nul >= 0:
+        line, col = _line_col(data, nul)
+        return Decoded(None, problem=(
+            f"it is not UTF-8 text: it contains NUL bytes (the first on line {line}, column {col}, byte offset {nul}), "
+            "so it is binary data or UTF-16 text (a macOS '._' file or an editor backup uploaded by mistake?). "
+            "Save it as plain UTF-8 text and upload again."))
+    encoding, declared = "utf-8", None
+    if python:
+        lines: list[bytes] = []
+        reader = io.BytesIO(data).readline
+
+        def readline() -> bytes:
+            ln = reader()
+            lines.append(ln)
+            return ln
+        try:
+            encoding, _ = tokenize.detect_encoding(readline)
+        except SyntaxError as exc:
+            heads = [ln[len(_BOM):] if i == 0 and ln.startswith(_BOM) else ln for i, ln in enumerate(lines[:2])]
+            cookie = next(((i + 1, m) for i, ln in enumerate(heads) if (m := _COOKIE.match(ln.decode("latin-1")))), None)
+            if cookie is not None and str(exc).startswith(("unknown encoding", "encoding problem")):
+                line, m = cookie
+                name = m.group(2)
+                why = ("which Python does not know" if str(exc).startswith("unknown")
+                       else "but the file starts with a UTF-8 byte-order mark, which contradicts it")
+                return Decoded(None, problem=(
+                    f"line {line} declares the encoding {name!r} ({m.group(0).strip()!r}), {why}. "
+                    f"Remove that declaration. {_FIX}"))
+            encoding = "utf-8"  # undecodable bytes before any declaration: located below
+        if encoding not in ("utf-8", "utf-8-sig"):
+            declared = encoding
+    body, skip = data, 0
+    if encoding in ("utf-8", "utf-8-sig") and data.startswith(_BOM):
+        body, skip, encoding = data[len(_BOM):], len(_BOM), "utf-8-sig"
     try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        return None
+        text = body.decode("utf-8" if encoding == "utf-8-sig" else encoding)
+    except UnicodeDecodeError as exc:
+        where = _where(data, exc.start + skip, exc.end + skip, guess_latin=not declared)
+        if declared:
+            said = f"it is not valid {declared}, the encoding its coding declaration names: {where}."
+            try:
+                data.decode("utf-8-sig")
+                said += " The file itself is valid UTF-8: change the declaration to utf-8 or remove it."
+            except UnicodeDecodeError:
+                pass
+        elif python:
+            said = (f"it is not valid UTF-8, the encoding Python reads a .py file in when it declares no other: {where}. "
+                    "(A '# -*- coding: latin-1 -*-' line at the top would also make Python read it, "
+                    "but UTF-8 is the fix that always works.)")
+        else:
+            said = f"it is not valid UTF-8, the encoding a notebook must be saved in: {where}."
+        return Decoded(None, encoding, f"{said} {_FIX}")
+    except LookupError:  # a codec tokenize accepts but this Python cannot decode with
+        return Decoded(None, encoding, f"its declared encoding {encoding!r} cannot be read. {_FIX}")
+    if declared:
+        text = _cookie_to_utf8(text.replace("\r\n", "\n").replace("\r", "\n"))
+    return Decoded(text, encoding)
+
+
+def _cookie_to_utf8(text: str) -> str:
+    """Rewrite a PEP 263 declaration on line 1 or 2 to utf-8: the staged copy is UTF-8 now."""
+    lines = text.split("\n", 2)
+    for i in range(min(2, len(lines))):
+        m = _COOKIE.match(lines[i])
+        if m:
+            lines[i] = m.group(1) + "utf-8" + lines[i][m.end():]
+            break
+    return "\n".join(lines)
 
 
 def _same_as_template(text: str, template: Path) -> bool:

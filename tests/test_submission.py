@@ -107,3 +107,79 @@ def test_untouched_template_is_recognised(tmp_path, assignment, template_submiss
     assert sub.files["knn.py"].untouched
     (template_submission / "knn.py").write_text(sub.text("knn.py") + "\nx = 1\n")
     assert not collect(template_submission, assignment, tmp_path / "w2").files["knn.py"].untouched
+
+
+# --------------------------------------------------------------------------- encodings
+
+LATIN1_BODY = "def hello():\n    return 'caf\u00e9 cr\u00e8me'\n"
+
+
+def test_latin1_file_with_coding_declaration_is_read_and_staged_as_utf8(tmp_path, assignment):
+    up = tmp_path / "up"
+    up.mkdir()
+    (up / "knn.py").write_bytes(("# -*- coding: latin-1 -*-\n" + LATIN1_BODY).encode("latin-1"))
+    sub = collect(up, assignment, tmp_path / "w")
+    assert sub.status("knn.py") is FileStatus.PRESENT
+    # the staged copy is UTF-8, so its declaration now says so (same line numbers)
+    assert sub.text("knn.py") == "# -*- coding: utf-8 -*-\n" + LATIN1_BODY
+    assert any("latin-1" in n or "iso-8859-1" in n for n in sub.files["knn.py"].notes)
+    # Python reads the staged file exactly as the student's file: same string values
+    ns: dict = {}
+    exec(compile((sub.root / "knn.py").read_bytes(), "knn.py", "exec"), ns)
+    assert ns["hello"]() == "caf\u00e9 cr\u00e8me"
+
+
+def test_coding_declaration_on_line_two_and_cp1252(tmp_path, assignment):
+    up = tmp_path / "up"
+    up.mkdir()
+    (up / "knn.py").write_bytes(b"#!/usr/bin/env python\r\n# vim: set fileencoding=cp1252 :\r\nx = '\x80 5'\r\n")
+    sub = collect(up, assignment, tmp_path / "w")
+    assert sub.status("knn.py") is FileStatus.PRESENT
+    assert sub.text("knn.py") == "#!/usr/bin/env python\n# vim: set fileencoding=utf-8 :\nx = '\u20ac 5'\n"
+
+
+def test_latin1_file_without_declaration_says_where_and_how_to_fix(tmp_path, assignment):
+    up = tmp_path / "up"
+    up.mkdir()
+    data = ("import torch\n\n" + LATIN1_BODY).encode("latin-1")
+    (up / "knn.py").write_bytes(data)
+    sub = collect(up, assignment, tmp_path / "w")
+    assert sub.status("knn.py") is FileStatus.UNREADABLE
+    msg = sub.files["knn.py"].problem()
+    offset = data.index(b"\xe9")
+    assert msg.startswith("knn.py could not be read: it is not valid UTF-8")
+    assert "line 4" in msg and f"byte offset {offset}" in msg and "0xE9" in msg
+    assert "'é'" in msg and "save the file as utf-8" in msg.lower()
+    assert "binary" not in msg  # no guessed reason
+
+
+def test_file_invalid_in_its_declared_encoding_names_the_place(tmp_path, assignment):
+    up = tmp_path / "up"
+    up.mkdir()
+    data = "# coding: ascii\nx = 1\ny = 'é'\n".encode("utf-8")
+    (up / "knn.py").write_bytes(data)
+    msg = collect(up, assignment, tmp_path / "w").files["knn.py"].problem()
+    assert "not valid ascii" in msg and "coding declaration" in msg
+    offset = data.index(b"\xc3")
+    assert "line 3" in msg and f"byte offset {offset}" in msg and "0xC3" in msg
+    assert "valid UTF-8" in msg  # the declaration, not the file, is wrong
+
+
+def test_unknown_declared_encoding_and_crlf_line_counting(tmp_path, assignment):
+    up = tmp_path / "up"
+    up.mkdir()
+    (up / "knn.py").write_bytes(b"# -*- coding: klingon -*-\nx = 1\n")
+    (up / "optimizers.py").write_bytes(b"a = 1\r\nb = 2\r\nc = '\xff'\r\n")
+    sub = collect(up, assignment, tmp_path / "w")
+    msg = sub.files["knn.py"].problem()
+    assert "line 1 declares the encoding 'klingon'" in msg and "UTF-8" in msg
+    msg = sub.files["optimizers.py"].problem()
+    assert "line 3, column 6 (byte offset 19" in msg and "0xFF" in msg
+
+
+def test_notebook_is_utf8_json_and_not_read_through_a_declaration(tmp_path, assignment):
+    up = tmp_path / "up"
+    up.mkdir()
+    (up / "knn.ipynb").write_bytes(b'{"cells": [],\n "x": "\xe9"}')
+    msg = collect(up, assignment, tmp_path / "w").files["knn.ipynb"].problem()
+    assert "not valid UTF-8" in msg and "line 2" in msg and "0xE9" in msg
