@@ -5,6 +5,24 @@ values), each with its own sentence, and values use ``|got - expected| <= atol +
 Every comparison is written so that NaN/Inf *fail* (``not (err <= tol)``) unless the spec
 explicitly expects NaN; the FIELD_NOTES list graders that let NaN through with ``err > tol``.
 
+Tolerances are sized by dtype. A float32 (or float16/bfloat16) reference is itself rounded: a
+student who computes the same result more accurately (in float64, then casts) differs from it by
+several float32 ulps, and would fail a float64-sized ``rtol`` through no fault of their own. So
+when either side is float32/float16/bfloat16, with ``eps`` that of the least precise of the two
+(``torch.finfo(dtype).eps``; float32: 1.19e-7), the tolerance actually applied is
+
+* ``allclose``: ``rtol = max(rtol, 16*eps)`` and ``atol = max(atol, 4*eps*max|expected|)``
+  (entries near zero come from cancellation of operands of the array's magnitude, so their
+  rounding is absolute, not relative);
+* ``rel_error``: ``bound = max(bound, 8*eps)`` (its denominator is ``|got|+|expected|``, about
+  twice ``|expected|``, so this is the same 16 ulps);
+* ``exact``: unchanged.
+
+The spec's own tolerance is always the minimum; float64 comparisons are never loosened. Measured
+honest float32 differences (a float32 reference vs the float64 result cast to float32, for the
+course's distance and score computations) are 1-3 ulps, so 16 ulps leaves a margin while staying
+far below any wrong formula. Messages state the tolerance actually applied and why it was raised.
+
 The result is a :class:`Comparison` with a student-facing message; misuse (an unknown value
 type in the *reference* output) raises :class:`~grader.errors.SpecError` instead, because that is
 the instructor's bug, not the student's.
@@ -13,7 +31,7 @@ the instructor's bug, not the student's.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Optional, Sequence
 
 import numpy as np
@@ -107,6 +125,37 @@ def _numeric(value: Any) -> tuple[np.ndarray, str] | None:
     if isinstance(value, (float, np.floating)):
         return np.asarray(value, dtype=np.float64), "float"
     return None
+
+
+# Machine epsilon of the low-precision float dtypes, by the dtype names _numeric reports.
+LOW_PRECISION_EPS = {
+    "float32": float(torch.finfo(torch.float32).eps),
+    "float16": float(torch.finfo(torch.float16).eps),
+    "bfloat16": float(torch.finfo(torch.bfloat16).eps),
+}
+ULPS = 16  # rtol floor, in units of eps (see the module docstring)
+ULPS_ABS = 4  # atol floor, in units of eps times max|expected|
+
+
+def dtype_tolerance(tol: Tolerance, e_dtype: str, g_dtype: str, magnitude: float) -> tuple[Tolerance, str]:
+    """The tolerance actually applied: ``tol`` raised to ``ULPS`` ulps of the least precise
+    float dtype on either side (none when both are float64 or not floating), and a short note
+    saying why when it was raised. ``magnitude`` is ``max|expected|`` (scales the atol floor).
+    """
+    eps = max((LOW_PRECISION_EPS.get(d, 0.0) for d in (e_dtype, g_dtype)), default=0.0)
+    if eps == 0.0 or tol.mode == "exact":
+        return tol, ""
+    low = max((d for d in (e_dtype, g_dtype) if d in LOW_PRECISION_EPS), key=LOW_PRECISION_EPS.__getitem__)
+    if tol.mode == "allclose":
+        rtol = max(tol.rtol, ULPS * eps)
+        atol = max(tol.atol, ULPS_ABS * eps * magnitude) if math.isfinite(magnitude) else tol.atol
+        if rtol == tol.rtol and atol == tol.atol:
+            return tol, ""
+        return replace(tol, rtol=rtol, atol=atol), f"raised to {ULPS} {low} ulps, the rounding of a {low} result"
+    bound = max(tol.bound, ULPS / 2 * eps)
+    if bound == tol.bound:
+        return tol, ""
+    return replace(tol, bound=bound), f"raised to {ULPS} {low} ulps, the rounding of a {low} result"
 
 
 def _dtype_kind(name: str) -> str:
@@ -260,6 +309,11 @@ def _compare_arrays(e: np.ndarray, e_dtype: str, g: np.ndarray, g_dtype: str, to
             ef, gf, details,
         )
 
+    magnitude = float(np.max(np.abs(ef))) if ef.size else 0.0
+    tol, raised = dtype_tolerance(tol, e_dtype, g_dtype, magnitude)
+    if raised:
+        details["tolerance_note"] = raised
+
     if tol.mode == "exact":
         bad = ef != gf
     elif tol.mode == "allclose":
@@ -279,6 +333,11 @@ def _compare_arrays(e: np.ndarray, e_dtype: str, g: np.ndarray, g_dtype: str, to
     return Comparison(False, _mismatch_message(ef, gf, bad, tol, what, details, integral), ef, gf, details)
 
 
+def _allowed(tol: Tolerance, details: dict) -> str:
+    note = details.get("tolerance_note")
+    return f"{tol.describe()}, {note}" if note else tol.describe()
+
+
 def _mismatch_message(ef: np.ndarray, gf: np.ndarray, bad: np.ndarray, tol: Tolerance, what: str, details: dict, integral: bool = False) -> str:
     if integral:  # labels and counts read as integers, not "3.0"
         ef, gf = ef.astype(np.int64), gf.astype(np.int64)
@@ -288,7 +347,7 @@ def _mismatch_message(ef: np.ndarray, gf: np.ndarray, bad: np.ndarray, tol: Tole
     if ef.ndim == 0:
         line = f"{what}: expected {_fmt(ef)}, got {_fmt(gf)}"
         if tol.mode != "exact":
-            line += f" (absolute difference {absdiff.item():.3g}, relative {reldiff.item():.3g}; allowed: {tol.describe()})"
+            line += f" (absolute difference {absdiff.item():.3g}, relative {reldiff.item():.3g}; allowed: {_allowed(tol, details)})"
         return line + "."
     first = tuple(np.argwhere(bad)[0])
     worst_abs = np.unravel_index(int(np.argmax(absdiff)), absdiff.shape)
@@ -301,7 +360,7 @@ def _mismatch_message(ef: np.ndarray, gf: np.ndarray, bad: np.ndarray, tol: Tole
         lines.append(
             f"Greatest absolute difference: {absdiff[worst_abs]:.4g} at index {_index_str(worst_abs)}; "
             f"greatest relative difference: {reldiff[worst_rel]:.4g} at index {_index_str(worst_rel)} "
-            f"(allowed: {tol.describe()})."
+            f"(allowed: {_allowed(tol, details)})."
         )
         if "rel_error" in details:
             lines.append(f"Relative error {details['rel_error']:.3g} (bound {tol.bound:g}).")

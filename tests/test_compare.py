@@ -113,3 +113,65 @@ def test_scalar_ratio_hint_only_for_classic_factors():
     assert describe_difference(np.array(1.5), np.array(3.0)) is not None
     assert "100" in describe_difference(np.array(0.42), np.array(42.0))
     assert describe_difference(np.array(1.5), np.array(2.055)) is None
+
+
+# --------------------------------------------------------------------------- dtype-sized tolerance
+
+def test_float32_result_computed_more_accurately_passes():
+    """A float32 reference carries its own rounding: the float64 result cast to float32 differs
+    from it by ~10 ulps (1.25e-6 relative) here and must not fail a float64-sized rtol."""
+    e = t([3.0, -0.75, 12.5], torch.float32)
+    g = (e.double() * (1 + 1.25e-6)).float()
+    assert (g != e).all()
+    r = compare(e, g, Tolerance(rtol=1e-7, atol=1e-9, dtype="exact"))
+    assert r.ok, r.message
+    # the same relative difference in float64 still fails: float64 is never loosened
+    r64 = compare(e.double(), e.double() * (1 + 1.25e-6), Tolerance(rtol=1e-7, atol=1e-9))
+    assert not r64.ok and "16" not in r64.message
+
+
+def test_float32_distances_computed_in_float64_pass_the_knn_tolerance():
+    """The knn spec's distance tolerance (rtol 1e-7) vs a float32 two-loop reference."""
+    torch.manual_seed(3)
+    a, b = torch.randn(9, 6), torch.randn(4, 6)
+    ref = torch.zeros(9, 4)
+    for i in range(9):
+        for j in range(4):
+            ref[i, j] = torch.sqrt(torch.sum((a[i] - b[j]) ** 2))
+    got = ((a.double()[:, None] - b.double()[None]) ** 2).sum(-1).sqrt().float()
+    assert not torch.equal(ref, got)
+    assert compare(ref, got, Tolerance(rtol=1e-7, atol=1e-8, dtype="exact")).ok
+
+
+def test_float32_floor_still_catches_real_errors_and_says_why():
+    e = t([1.0, 2.0, 4.0], torch.float32)
+    r = compare(e, e * (1 + 1e-5), Tolerance(rtol=1e-7, atol=1e-9))
+    assert not r.ok
+    assert "float32 ulps" in r.message and "1.90735e-06" in r.message
+    # near-zero entries: the atol floor scales with the array's magnitude, not the entry
+    e = t([1000.0, 0.0], torch.float32)
+    assert compare(e, t([1000.0, 1e-4], torch.float32), Tolerance(rtol=1e-7, atol=1e-9)).ok
+    assert not compare(e, t([1000.0, 1e-2], torch.float32), Tolerance(rtol=1e-7, atol=1e-9)).ok
+
+
+def test_spec_tolerance_wider_than_the_floor_still_applies():
+    e = t([1.0], torch.float32)
+    assert compare(e, e * 1.001, Tolerance(rtol=1e-2, atol=1e-3)).ok
+    r = compare(e, e * 1.1, Tolerance(rtol=1e-2, atol=1e-3))
+    assert not r.ok and "ulps" not in r.message  # the spec's own tolerance, not raised
+
+
+def test_float64_reference_with_float32_student_and_rel_error_mode():
+    e = t([1.0, 2.0, 3.0])
+    g = (e * (1 + 1e-6)).float()
+    assert compare(e, g, Tolerance(rtol=1e-7, atol=1e-9, dtype="kind")).ok  # either side float32
+    assert not compare(e, g.double(), Tolerance(rtol=1e-7, atol=1e-9)).ok
+    assert compare(e.float(), g, Tolerance(mode="rel_error", bound=1e-7)).ok
+    assert not compare(e.double(), g.double(), Tolerance(mode="rel_error", bound=1e-7)).ok
+
+
+def test_half_precision_sized_by_its_own_eps():
+    e = t([1.0, 2.0], torch.bfloat16)
+    g = t([1.0, 2.015625], torch.bfloat16)  # one bfloat16 ulp at 2
+    assert compare(e, g, Tolerance(rtol=1e-7, atol=1e-9)).ok
+    assert not compare(e, t([1.0, 2.5], torch.bfloat16), Tolerance(rtol=1e-7, atol=1e-9)).ok
