@@ -17,8 +17,7 @@ import time
 import traceback
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from contextlib import closing
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional
+from typing import Any, Callable, Optional
 
 from grader.checks.base import KINDS, CaseResult, Verdict, score_cases
 from grader.checks.context import CheckContext
@@ -29,9 +28,6 @@ from grader.reference import ReferenceModules
 from grader.results import Results, TestRow, internal_error_results, render, write_atomic
 from grader.specs import PlannedCheck, load_specs
 from grader.submission import Submission, collect
-
-if TYPE_CHECKING:
-    from grader.sandbox import Sandbox
 
 log = logging.getLogger("grader")
 
@@ -143,72 +139,37 @@ def _run_checks(planned: list[PlannedCheck], submission: Submission, assignment:
     from grader.cpus import trusted_threads
     from grader.sandbox import Sandbox
 
-    reference = ReferenceModules(assignment.reference_dir)
-    verdicts: list[Verdict] = []
-    data = options.data_provider if options.data_provider is not None else props_provider(assignment)
     results: dict[int, Verdict] = {}
-
-    def new_sandbox() -> Sandbox:
-        return Sandbox(submission.root, sandbox_limits(assignment, options.sandbox_user),
-                       protected=protected_paths(assignment, options.results_path))
-
-    pairs = pipelined_sandboxes(sandbox_groups(planned), new_sandbox, lambda checks: _calls_worker(checks, submission),
-                                lambda checks: any(KINDS[c.spec.kind].worker_dataset for c in checks))
-    with trusted_threads(), closing(pairs):
-        for checks, sandbox in pairs:
-            ctx = CheckContext(assignment, submission, sandbox, reference, deadline, data)
+    with trusted_threads(), Sandbox(submission.root, sandbox_limits(assignment, options.sandbox_user),
+                                    protected=protected_paths(assignment, options.results_path)) as sandbox:
+        if _calls_worker(planned, submission):
+            sandbox.prestart()  # the worker's start-up overlaps the trusted side's set-up below
+        reference = ReferenceModules(assignment.reference_dir)
+        data = options.data_provider if options.data_provider is not None else props_provider(assignment)
+        ctx = CheckContext(assignment, submission, sandbox, reference, deadline, data)
+        for checks in sandbox_groups(planned):
+            sandbox.isolate()  # a process no other file's code has run in
             for check in checks:
                 results[id(check)] = run_one(check, ctx)
     verdicts = [results[id(check)] for check in planned]
-    # every sandbox is closed here: every worker (and anything it spawned) is dead before any
-    # result is written
+    # the sandbox is closed here: the worker (and anything it spawned) is dead before any result
+    # is written
     apply_requirements(planned, verdicts)
     annotate_untouched(submission, verdicts)
     return verdicts
 
 
 def sandbox_groups(planned: list[PlannedCheck]) -> list[list[PlannedCheck]]:
-    """The checks in the order they run, one group per sandbox.
+    """The checks grouped by the student file whose code they run, in spec order.
 
-    One sandbox (and so one worker process) per student file: a file that monkeypatches torch
-    at import time must not change how another file's checks run. Checks that never import
-    student Python (model files, notebooks) share one: each worker start costs ~1.5 s of CPU
-    (mostly ``import torch``), and loading two model files needs no second one. Groups whose
-    worker gets the dataset run last (in spec order among themselves), so that each next worker
-    can start during a light group (see :func:`pipelined_sandboxes`). Results keep the spec order."""
+    Each group runs in a process no other group's student code has run in (Sandbox.isolate: a
+    fresh fork of the worker's template): a file that monkeypatches torch at import time must
+    not change how another file's checks run. Checks that never import student Python (model
+    files, notebooks) form one group: loading two model files needs no second process."""
     groups: dict[str, list[PlannedCheck]] = {}
     for check in planned:
         groups.setdefault(check.file if KINDS[check.spec.kind].needs_python else "", []).append(check)
-    ordered = list(groups.values())
-    return sorted(ordered, key=lambda checks: any(KINDS[c.spec.kind].worker_dataset for c in checks))
-
-
-def pipelined_sandboxes(groups: list[list[PlannedCheck]], new_sandbox: Callable[[], "Sandbox"],
-                        calls_worker: Callable[[list[PlannedCheck]], bool],
-                        heavy: Callable[[list[PlannedCheck]], bool] = lambda checks: False,
-                        ) -> Iterator[tuple[list[PlannedCheck], "Sandbox"]]:
-    """Each group with a sandbox of its own, the next group's worker starting (``prestart``)
-    while this group's checks run: a worker start is mostly ``import torch`` (~1.5 s of one CPU)
-    and the checks keep one CPU busy at a time, so on two or more CPUs the start costs no wall
-    time. Not while a ``heavy`` group runs (its worker gets the dataset): an idle worker holds
-    ~170 MB, and those checks are the run's memory peak. At most two workers are alive
-    at once; each sandbox is closed (its worker and everything it spawned killed) as soon as
-    its group is done, also on an exception."""
-    current: Optional[Sandbox] = None
-    upcoming: Optional[Sandbox] = None
-    try:
-        for i, checks in enumerate(groups):
-            current, upcoming = upcoming or new_sandbox(), None
-            if i + 1 < len(groups) and not heavy(checks) and calls_worker(groups[i + 1]):
-                upcoming = new_sandbox()
-                upcoming.prestart()
-            yield checks, current
-            current.close()
-            current = None
-    finally:
-        for sandbox in (current, upcoming):
-            if sandbox is not None:
-                sandbox.close()
+    return list(groups.values())
 
 
 def _calls_worker(checks: list[PlannedCheck], submission: Submission) -> bool:

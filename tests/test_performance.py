@@ -3,8 +3,6 @@ needless copies. Timings are measured by bench/run.py, never asserted here."""
 
 from __future__ import annotations
 
-from contextlib import closing
-
 import pytest
 import torch
 
@@ -158,21 +156,6 @@ def test_local_batch_splits_the_cpus_between_its_jobs(monkeypatch, tmp_path):
     assert captured.get("GRADER_CPUS") == "1"
 
 
-def test_one_worker_per_python_file_and_one_for_all_other_files(monkeypatch, tmp_path, assignment, reference_submission):
-    """Each student Python file keeps a worker of its own (isolation); the model files, which
-    import no student code, share one instead of paying a torch start-up each."""
-    from grader.sandbox.client import Sandbox
-    from tests.helpers import grade_dir
-
-    starts = []
-    real = Sandbox._spawn
-    monkeypatch.setattr(Sandbox, "_spawn", lambda self: starts.append(1) or real(self))
-    run, doc = grade_dir(reference_submission, assignment, tmp_path,
-                         only=["svm_best_model.pt", "softmax_best_model.pt", "knn.ipynb", "best_k", "sgd_steps"])
-    assert all(v.passed for v in run.verdicts) and len(run.verdicts) == 5
-    assert len(starts) == 3  # knn.py, optimizers.py, and one for the two model files
-
-
 def test_large_inputs_are_not_copied_in_the_worker_and_still_checked(tmp_path):
     """Inputs of at least SHARED_INPUT_BYTES reach student code as views into the received
     message (held once), and the in-place check still sees every change to them."""
@@ -253,57 +236,6 @@ def _tagged(tag: str) -> list[int]:
     return found
 
 
-def test_next_files_worker_starts_while_this_files_checks_run():
-    """The engine's pipeline: group i+1's sandbox is prestarted before group i's checks run,
-    only when its checks will call a worker; at most two sandboxes are open at once; each is
-    closed when its group is done, and every one is closed on an exception."""
-    from grader.engine import pipelined_sandboxes
-
-    events: list[str] = []
-
-    class FakeSandbox:
-        count = 0
-
-        def __init__(self):
-            FakeSandbox.count += 1
-            self.name = f"s{FakeSandbox.count}"
-            self.closed = False
-
-        def prestart(self):
-            events.append(f"prestart {self.name}")
-
-        def close(self):
-            self.closed = True
-            events.append(f"close {self.name}")
-
-    groups = [["a"], ["b"], ["source only"], ["d"]]
-    open_now = []
-    for checks, sb in pipelined_sandboxes(groups, FakeSandbox, lambda g: g != ["source only"]):
-        events.append(f"run {checks[0]} in {sb.name}")
-        open_now.append(sum(1 for e in events if e.startswith(("prestart", "run"))) - sum(1 for e in events if e.startswith("close")))
-    assert events == ["prestart s2", "run a in s1", "close s1",  # s1 started on its first call
-                      "run b in s2", "close s2",                 # no prestart: group 3 calls no worker
-                      "prestart s4", "run source only in s3", "close s3",
-                      "run d in s4", "close s4"]
-
-    events.clear()
-    FakeSandbox.count = 0
-    for checks, sb in pipelined_sandboxes([["a"], ["dataset"], ["c"]], FakeSandbox, lambda g: True, lambda g: g == ["dataset"]):
-        events.append(f"run {checks[0]} in {sb.name}")
-    assert events == ["prestart s2", "run a in s1", "close s1",
-                      "run dataset in s2", "close s2",  # no second worker next to the dataset checks
-                      "run c in s3", "close s3"]
-
-    events.clear()
-    FakeSandbox.count = 0
-    pairs = pipelined_sandboxes(groups, FakeSandbox, lambda g: True)
-    with pytest.raises(RuntimeError):
-        with closing(pairs):
-            for checks, sb in pairs:
-                raise RuntimeError("a grader bug")
-    assert events == ["prestart s2", "close s1", "close s2"]
-
-
 def test_calls_worker_skips_missing_files_and_file_only_checks(assignment, reference_submission, tmp_path):
     import shutil
 
@@ -326,26 +258,147 @@ def test_calls_worker_skips_missing_files_and_file_only_checks(assignment, refer
     assert not _calls_worker(by_file["knn.py"], sub2) and _calls_worker(by_file["optimizers.py"], sub2)
 
 
-def test_dataset_groups_run_last_and_results_keep_the_spec_order(assignment, reference_submission, tmp_path):
-    from grader.checks.base import KINDS
+def test_one_worker_start_per_submission_and_a_fresh_fork_per_file(monkeypatch, tmp_path, assignment, reference_submission):
+    """One interpreter (and one `import torch`) per submission; each student file's checks run
+    in a fresh fork of the worker's template; the file-only group (notebooks, models) is one."""
     from grader.engine import sandbox_groups
+    from grader.sandbox.client import Sandbox as SandboxClass
     from grader.specs import load_specs
     from tests.helpers import grade_dir
 
-    planned = load_specs(assignment)
-    groups = sandbox_groups(planned)
-    heavy = [any(KINDS[c.spec.kind].worker_dataset for c in g) for g in groups]
-    assert heavy == sorted(heavy) and heavy[-1] and not heavy[0]
-    assert sorted(id(c) for g in groups for c in g) == sorted(id(c) for c in planned)
-    files = [{c.file for c in g} for g in groups]
-    assert files[-1] == {"knn.py"}  # its worker gets the PROPS training set (KNN accuracy)
-    models = next(i for i, f in enumerate(files) if "svm_best_model.pt" in f)
-    assert files[models] >= {"knn.ipynb", "softmax_best_model.pt"}  # no student Python: one worker
-    assert models < files.index({"linear_classifier.py"}) < files.index({"optimizers.py"})  # spec order otherwise
-    for g in groups:  # spec order inside a group
-        assert [planned.index(c) for c in g] == sorted(planned.index(c) for c in g)
+    starts, recycles = [], []
+    real_spawn, real_isolate = SandboxClass._spawn, SandboxClass.isolate
+    monkeypatch.setattr(SandboxClass, "_spawn", lambda self: starts.append(1) or real_spawn(self))
 
-    only = ["knn_test_accuracy", "two_loops_values", "sgd_steps"]
+    def isolate(self):
+        before = self._worker.child_pid if self._worker else None
+        real_isolate(self)
+        recycles.append((before, self._worker.child_pid if self._worker else None))
+
+    monkeypatch.setattr(SandboxClass, "isolate", isolate)
+    only = ["svm_best_model.pt", "softmax_best_model.pt", "knn.ipynb", "best_k", "two_loops_values", "sgd_steps"]
     run, doc = grade_dir(reference_submission, assignment, tmp_path, only=only)
-    order = [p.spec.id for p in planned if p.spec.id in only]
-    assert [v.check_id for v in run.verdicts] == order and all(v.passed for v in run.verdicts)
+    assert all(v.passed for v in run.verdicts) and len(run.verdicts) == 6
+    assert len(starts) == 1
+    groups = [{c.file for c in g} for g in sandbox_groups([p for p in load_specs(assignment) if p.spec.id in only or p.file in only])]
+    assert groups == [{"knn.py"}, {"knn.ipynb", "svm_best_model.pt", "softmax_best_model.pt"}, {"optimizers.py"}]
+    # one isolate per group; after the first, each hands the next file a new child process
+    assert len(recycles) == 3 and all(a != b and a is not None for a, b in recycles[1:])
+
+
+def test_a_file_that_monkeypatches_torch_changes_no_other_files_checks(tmp_path, assignment, reference_submission):
+    """knn.py patches torch.Tensor.sum at import time: optimizers.py and linear_classifier.py,
+    byte-identical to the reference, still earn every point (their checks run in other forks)."""
+    import shutil
+
+    from tests.helpers import grade_dir
+
+    sub = tmp_path / "sub"
+    shutil.copytree(reference_submission, sub)
+    (sub / "knn.py").write_text((sub / "knn.py").read_text() + "\nimport torch\nZERO = lambda *a, **k: torch.zeros(())\n"
+                                "torch.sum = torch.sqrt = torch.Tensor.sum = torch.Tensor.sqrt = torch.Tensor.__sub__ = ZERO\n")
+    only = ["optimizers.py", "svm_naive_loss", "softmax_vectorized_grad", "two_loops_values"]
+    run, doc = grade_dir(sub, assignment, tmp_path, only=only)
+    by_file = {}
+    for v in run.verdicts:
+        by_file.setdefault(v.file, []).append(v)
+    assert all(v.passed for v in by_file["optimizers.py"] + by_file["linear_classifier.py"]), \
+        [v.output for v in run.verdicts if not v.passed]
+    assert len(by_file["optimizers.py"]) >= 10
+    assert not all(v.passed for v in by_file["knn.py"])  # the patch did act inside knn.py's own process
+
+
+def test_recycled_children_are_fresh_and_deaths_are_reported_as_before(tmp_path):
+    """isolate() gives a new process without another interpreter start; a child that exits,
+    crashes or is killed is reported as the worker would be, and the next call works."""
+    (tmp_path / "perf.py").write_text(STUDENT + """
+import os, signal
+STATE = []
+def remember(v):
+    STATE.append(v)
+    return len(STATE), os.getpid()
+def leave(code):
+    os._exit(code)
+def signal_self(sig):
+    os.kill(os.getpid(), sig)
+def fake_recycle():
+    for fd in range(3, 64):   # a student who finds the token pipe and writes to it, then exits
+        try:
+            os.write(fd, b"R")
+        except OSError:
+            pass
+    os._exit(0)
+""")
+    with Sandbox(tmp_path, SandboxLimits()) as sb:
+        def call(target, *args):
+            return sb.call(CallRequest(file="perf.py", target=target, args=list(args), arg_names=["a", "b"][:len(args)]), timeout=60)
+
+        n1, pid1 = call("remember", 1).value
+        n2, pid2 = call("remember", 2).value
+        assert (n1, n2) == (1, 2) and pid1 == pid2  # one process within a file ...
+        sb.isolate()
+        n3, pid3 = call("remember", 3).value
+        assert n3 == 1 and pid3 != pid1  # ... a fresh module after isolate
+        assert len(sb.startup_times) == 1
+        out = call("leave", 9)
+        assert out.failure.kind == "exit" and "os._exit(9)" in out.failure.summary
+        out = call("signal_self", 9)
+        assert out.failure.kind == "crash" and "SIGKILL" in out.failure.summary
+        out = call("fake_recycle")
+        assert not out.ok and out.failure.kind in ("exit", "crash", "timeout", "protocol")  # it wrote into every pipe
+        assert call("remember", 4).value[0] == 1  # and the next call still works
+
+
+
+def _alive(pid: int) -> bool:
+    """Running (a zombie, or no such process, is not)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except OSError:
+        return False
+
+
+def test_isolate_kills_what_the_previous_file_left_running(tmp_path):
+    """A background process started by one file's code (in the child's process group, or
+    escaped with setsid) does not survive into the next file's checks; the fresh child does."""
+    (tmp_path / "perf.py").write_text(STUDENT + """
+import os, subprocess
+def leave_behind(x):
+    same_group = subprocess.Popen(["sleep", "300"])
+    own_session = subprocess.Popen(["sleep", "300"], start_new_session=True)
+    return [same_group.pid, own_session.pid, os.getpid()]
+def me(x):
+    return os.getpid()
+""")
+    with Sandbox(tmp_path, SandboxLimits()) as sb:
+        def call(target):
+            return sb.call(CallRequest(file="perf.py", target=target, args=[0], arg_names=["x"]), timeout=60)
+
+        same_group, own_session, child = call("leave_behind").value
+        assert _alive(same_group) and _alive(own_session)
+        sb.isolate()
+        fresh = call("me").value
+        assert fresh != child and _alive(fresh)
+        assert not _alive(same_group) and not _alive(own_session)
+        assert len(sb.startup_times) == 1  # the template survived the clean-up
+
+
+def test_a_child_that_dies_while_its_fork_holds_the_pipes_is_still_reported(tmp_path):
+    """The student's forked process keeps every inherited fd open (the protocol pipes, the
+    recycle token's write end); the child's death is still reported as a crash, not a timeout."""
+    (tmp_path / "perf.py").write_text(STUDENT + """
+import os, signal, time
+def fork_then_die(x):
+    if os.fork() == 0:
+        time.sleep(30)
+        os._exit(0)
+    os.kill(os.getpid(), signal.SIGKILL)
+def ok(x):
+    return 1
+""")
+    with Sandbox(tmp_path, SandboxLimits()) as sb:
+        out = sb.call(CallRequest(file="perf.py", target="fork_then_die", args=[0], arg_names=["x"]), timeout=20)
+        assert out.failure.kind == "crash" and "SIGKILL" in out.failure.summary, out.failure
+        assert out.seconds < 10
+        assert sb.call(CallRequest(file="perf.py", target="ok", args=[0], arg_names=["x"]), timeout=20).value == 1

@@ -619,6 +619,23 @@ def test_escaped_processes_die_with_their_worker(dedicated, tree):
 
 
 @pytest.mark.root
+def test_escaped_processes_die_when_the_next_file_starts(dedicated, tree):
+    """Between student files the worker's template forks a fresh child (Sandbox.isolate) instead
+    of starting a new worker: what the previous child left running, even double-forked with a
+    cleared environment, is killed then, not only when the worker dies."""
+    marker = tree.drop / "escaped-isolate"
+    assert attack(dedicated, "escape", str(marker)).ok
+    time.sleep(0.3)
+    assert any("time.sleep(1.5)" in p for p in user_processes()), user_processes()
+    starts = len(dedicated.startup_times)
+    dedicated.isolate()
+    time.sleep(2.0)
+    assert not marker.exists()
+    assert not any("time.sleep(1.5)" in p for p in user_processes())
+    assert attack(dedicated, "uses_stdlib").ok and len(dedicated.startup_times) == starts  # same worker
+
+
+@pytest.mark.root
 def test_submitted_stdlib_names_do_not_shadow_the_standard_library(dedicated, tree):
     out = attack(dedicated, "uses_stdlib")
     assert out.ok and out.value == "[1]", out

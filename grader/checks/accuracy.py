@@ -325,7 +325,7 @@ def _fail(label: str, text: str, stdout: str = "") -> list[CaseResult]:
     return [CaseResult(label, False, 1.0, text, stdout)]
 
 
-@register_kind("knn_accuracy", KnnAccuracyCheck, needs_python=True, worker_dataset=True)
+@register_kind("knn_accuracy", KnnAccuracyCheck, needs_python=True)
 def run_knn_accuracy(spec: KnnAccuracyCheck, ctx: CheckContext) -> list[CaseResult]:
     label = "test accuracy"
     for target in (spec.cross_validate, spec.best_k, spec.classifier + ".predict"):

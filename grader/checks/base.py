@@ -144,24 +144,19 @@ class CheckKind:
     # does the kind execute the student's Python file? (then file problems gate it)
     needs_python: bool = True
     # does the kind send requests to the worker? (source and notebook checks only read files;
-    # the engine starts a worker ahead of time only for files whose checks will use one)
+    # the engine starts the worker ahead of time only when some check will use it)
     calls_worker: bool = True
-    # does the kind hand the course dataset (PROPS) to the worker? Those checks are a run's
-    # memory peak (the arrays in the worker and in the trusted process); the engine starts no
-    # second worker meanwhile. (An ``accuracy`` check only loads a saved model in the worker and
-    # predicts in the trusted process: not this.)
-    worker_dataset: bool = False
 
 
 KINDS: dict[str, CheckKind] = {}
 
 
 def register_kind(name: str, model: type[CheckSpec], needs_python: bool = True,
-                  calls_worker: bool = True, worker_dataset: bool = False) -> Callable[[Runner], Runner]:
+                  calls_worker: bool = True) -> Callable[[Runner], Runner]:
     """Register a check kind; its model's ``kind`` field must be ``Literal[name]``."""
 
     def deco(fn: Runner) -> Runner:
-        KINDS[name] = CheckKind(name, model, fn, needs_python, calls_worker, worker_dataset)
+        KINDS[name] = CheckKind(name, model, fn, needs_python, calls_worker)
         return fn
 
     return deco

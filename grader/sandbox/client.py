@@ -176,6 +176,10 @@ def _failure_from(d: Any) -> Failure:
     )
 
 
+class _ChildEnded(Exception):
+    """The worker's template announced a new child while a call was running in the old one."""
+
+
 class _StartError(Exception):
     pass
 
@@ -195,6 +199,10 @@ class _Worker:
         self.cpu_hard: Optional[int] = None
         self.ready: dict = {}
         self.oom_before = limits_mod.oom_kill_count()
+        #: the pid of the template's current child (the process that runs student code) and
+        #: whether it has been sent a request yet (see Sandbox.isolate)
+        self.child_pid: Optional[int] = None
+        self.child_used = False
 
     def alive(self) -> bool:
         """Not exited (does not reap, so the pid/pgid cannot be reused while we look)."""
@@ -433,7 +441,7 @@ class Sandbox:
         for fd in (r_req, r_resp):
             enlarge_pipe(fd)
         uid = self._uid if self._uid is not None else os.geteuid()
-        nproc = self.limits.max_processes
+        nproc = self.limits.max_processes + 1  # + the template, which student code never runs in
         if self._uid is None:  # shares the grader's user: RLIMIT_NPROC counts the grader's tasks too
             nproc += limits_mod.count_user_tasks(uid)
         cfg = {"req_fd": r_req, "resp_fd": w_resp, "scratch": str(self.scratch), "limits": self.limits.to_dict(),
@@ -480,12 +488,81 @@ class Sandbox:
             self._finish(w)
             raise _StartError(f"container mode: the network filter could not be installed ({net}); "
                               "refusing to run student code with network access")
+        try:
+            self._await_child(w, t0 + self.startup_timeout)
+        except _StartError:
+            self._finish(w)
+            raise
         elapsed = time.monotonic() - t0
         self.startup_times.append(elapsed)
         w.ready = ready
         self.worker_info = {k: v for k, v in ready.items() if k != "type"}
         w.cpu_hard = ready.get("cpu_hard") if type(ready.get("cpu_hard")) is int else None
         return w
+
+    def _await_child(self, w: _Worker, deadline: float) -> None:
+        """Read the template's next child's ``forked`` announcement (see worker.serve_from_template)."""
+        try:
+            buf = read_frame(w.resp_r, max_bytes=1 << 20, deadline=deadline, alive=w.alive)
+            msg = decode(buf) if buf is not None else None
+        except (ProtocolError, EncodingError) as exc:
+            raise _StartError(f"the worker process did not fork a child ({exc})") from None
+        if not isinstance(msg, dict) or msg.get("type") != "forked" or type(msg.get("pid")) is not int:
+            raise _StartError("the worker process did not fork a child (unexpected message)")
+        w.child_pid, w.child_used = msg["pid"], False
+
+    def isolate(self) -> None:
+        """Make the next call run in a process that no student code has run in yet: the
+        worker's template forks a fresh child (~10 ms; see worker.serve_from_template). The
+        engine calls this between student files, so that a file that monkeypatches torch or
+        numpy at import time cannot change how another file's checks run. A no-op when the
+        current child has not been sent a request; a worker that cannot recycle is replaced
+        on the next call."""
+        self._join_prestart()
+        w = self._worker
+        if w is None or not w.child_used:
+            return
+        if not w.alive():
+            self._kill_worker()
+            return
+        try:
+            parts, total = encode_parts({"type": "recycle"}, name="request", max_bytes=1 << 20)
+            write_frame(w.req_w, parts, total, deadline=time.monotonic() + 10.0, alive=w.alive)
+            self._await_child(w, time.monotonic() + self.startup_timeout)
+        except (ProtocolError, _StartError):
+            self._kill_worker()
+            return
+        self._kill_leftovers(w)
+
+    def _kill_leftovers(self, w: _Worker) -> None:
+        """Kill what the previous child left running (background processes, daemons): the next
+        file's checks must not share the machine, the pipes or the scratch folder with them.
+        The template reaps the old child before it forks the new one, so by the ``forked``
+        announcement only its descendants can be left; they are found as on worker exit (the
+        process group, this sandbox's environment tag, and in dedicated mode the user+group)
+        with the template and the new child spared."""
+        keep = (w.pid, w.child_pid)
+        me = os.getpid()
+        try:
+            pids = [int(p) for p in os.listdir("/proc") if p.isdigit()]
+        except OSError:
+            pids = []
+        for pid in pids:
+            if pid in keep or pid == me:
+                continue
+            try:
+                with open(f"/proc/{pid}/stat", "rb") as f:
+                    pgrp = int(f.read().rsplit(b")", 1)[1].split()[2])
+            except (OSError, ValueError, IndexError):
+                continue
+            if pgrp == w.pid:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+        self._sweep(skip=keep)
+        if self._uid is not None and self._gid is not None:
+            isolation_mod.kill_sandbox_processes(self._uid, self._gid, skip=keep, spare=keep)
 
     def _ensure_worker(self) -> _Worker:
         self._join_prestart()
@@ -535,7 +612,7 @@ class Sandbox:
             isolation_mod.kill_sandbox_processes(self._uid, self._gid, skip=(w.pid,))
         w.close_fds()
 
-    def _sweep(self) -> int:
+    def _sweep(self, skip: tuple = ()) -> int:
         """Kill every process still carrying this sandbox's tag in its environment: children
         that left the process group (setsid) and were orphaned when the worker died. A process
         that cleared its environment escapes this; a dedicated sandbox user (issue 6) does not."""
@@ -547,7 +624,7 @@ class Sandbox:
         except OSError:
             return 0
         for pid in pids:
-            if pid == me:
+            if pid == me or pid in skip:
                 continue
             try:
                 with open(f"/proc/{pid}/environ", "rb") as f:
@@ -605,6 +682,7 @@ class Sandbox:
             return self._fail(Failure("protocol", f"internal grading error: the worker process could not start: {exc}"))
         for fd in (self._out_fd, self._err_fd):
             os.ftruncate(fd, 0)
+        w.child_used = True
         phase, phase_file = "call", None
         msg: Optional[dict] = None
         failure: Optional[Failure] = None
@@ -620,6 +698,8 @@ class Sandbox:
                 m = decode(buf, copy=False, max_bytes=self.max_message + (1 << 20))
                 if not isinstance(m, dict) or (m.get("id") != rid and m.get("id") is not None):
                     continue  # a stale frame (e.g. from a fork of an earlier worker)
+                if m.get("type") == "forked":  # the child wrote the recycle token itself, then ended
+                    raise _ChildEnded()
                 if m.get("type") == "phase":
                     phase = "import" if m.get("phase") == "import" else "call"
                     phase_file = m.get("file") if isinstance(m.get("file"), str) else None
@@ -628,7 +708,7 @@ class Sandbox:
                     msg = m
                     break
         except FrameTimeout:
-            crowded = self._process_count() >= self.limits.max_processes - 1
+            crowded = self._process_count() >= self.limits.max_processes
             self._kill_worker()
             failure = Failure("timeout", f"timed out after {_fmt_seconds(float(timeout or 0))} s")
             if crowded:  # a fork bomb that swallows its errors runs into the time limit instead
@@ -636,6 +716,9 @@ class Sandbox:
                                                f"limit ({self.limits.max_processes}) and {failure.summary}")
         except PeerClosed:
             failure = self._death_failure(w)
+        except _ChildEnded:
+            self._kill_worker()
+            failure = Failure("exit", "your code ended the worker process during the call")
         except (ProtocolError, EncodingError) as exc:
             self._kill_worker()
             failure = Failure("protocol", f"the worker sent a malformed response ({exc})")

@@ -189,13 +189,15 @@ def _reap(pid: int) -> None:
         pass
 
 
-def kill_sandbox_processes(uid: int, gid: int, *, skip: Sequence[int] = (), max_seconds: float = 5.0) -> int:
+def kill_sandbox_processes(uid: int, gid: int, *, skip: Sequence[int] = (), spare: Sequence[int] = (),
+                           max_seconds: float = 5.0) -> int:
     """SIGKILL every process with ``uid`` and ``gid`` until none is left; returns how many.
 
     Repeats the scan because a process may fork between a scan and its kill (a fork bomb is
     bounded by RLIMIT_NPROC, so this ends). Zombies we are the parent of (the grader is a child
     subreaper, see :func:`become_subreaper`) are reaped: a zombie still counts against the
-    user's RLIMIT_NPROC. ``skip``: pids not to reap here (the worker, reaped by its owner)."""
+    user's RLIMIT_NPROC. ``skip``: pids not to reap here (the worker, reaped by its owner);
+    ``spare``: pids not to kill at all (a worker's template and fresh child, see Sandbox.isolate)."""
     if uid == 0 or uid == os.getuid():
         raise ValueError("refusing to kill every process of root or of the grader's own user")
     killed = 0
@@ -204,6 +206,8 @@ def kill_sandbox_processes(uid: int, gid: int, *, skip: Sequence[int] = (), max_
     while True:
         live = []
         for pid, zombie in sandbox_processes(uid, gid):
+            if pid in spare:
+                continue
             if not zombie:
                 try:
                     os.kill(pid, signal.SIGKILL)

@@ -12,14 +12,16 @@ run to run); the environment is built from scratch anyway, BOOT's first line dro
    student ``random.py`` / ``numpy.py`` cannot shadow anything the worker or torch uses;
 2. warms torch up, measures its own address space and applies the resource limits (still
    before any student code);
-3. answers requests one at a time: each gets freshly decoded inputs, reset seeds and torch
-   defaults, output redirected to the capture files, in-place-modification detection, and a
-   data-only encoded response. Every exception, SystemExit and KeyboardInterrupt becomes a
+3. becomes a *template* that never runs student code: it forks a child per student file
+   (:func:`serve_from_template`; the client's ``Sandbox.isolate`` asks for the next one), and
+   the child answers requests one at a time: each gets freshly decoded inputs, reset seeds and
+   torch defaults, output redirected to the capture files, in-place-modification detection, and
+   a data-only encoded response. Every exception, SystemExit and KeyboardInterrupt becomes a
    Failure record; os._exit, signals and timeouts are classified by the client.
 
 Student files are loaded by path under their own module name (``knn.py`` -> ``knn``, or
 ``_student_random`` when the name is taken by an already imported module) and cached per
-worker; a file that fails to import fails every call into it (the client remembers this across
+child; a file that fails to import fails every call into it (the client remembers this across
 worker restarts) but no other file.
 """
 
@@ -320,6 +322,8 @@ class Worker:
         self.failed: dict[str, dict] = {}
         self.module_names: set[str] = set()
         self.rid: Any = None
+        #: write end of the pipe that tells the template "I ended because I was asked to"
+        self.recycle_fd: Optional[int] = None
         self.seed = 0
         self.phase = "call"
         # the worker's own output objects; student code may replace sys.stdout, we put it back
@@ -380,6 +384,15 @@ class Worker:
                     "kind": "exception", "summary": f"your code returned a value the grader cannot read: {exc}",
                     "message": str(exc)})
                 self.send(response)
+
+    # -- one fresh process per student file (see serve_from_template)
+    def recycle(self) -> None:
+        """End this process at the client's request: the template forks a fresh one."""
+        assert self.recycle_fd is not None
+        try:
+            os.write(self.recycle_fd, RECYCLE_TOKEN)
+        finally:
+            os._exit(0)
 
     # -- per-call state
     def reset_state(self) -> None:
@@ -586,6 +599,8 @@ class Worker:
         if not isinstance(request, dict):
             return {"type": "result", "id": None, "ok": False, "restart": True,
                     "failure": {"kind": "protocol", "summary": "internal grading error: request is not a dict"}}
+        if request.get("type") == "recycle" and self.recycle_fd is not None:
+            self.recycle()
         self.rid = request.get("id")
         self.threads = call_threads(len(buf), self.saved_threads)
         seed = request.get("seed", 0)
@@ -689,17 +704,110 @@ class CallContext:
         return out
 
 
+# ----------------------------------------------------------------------------- the template
+
+#: what a child writes to its template before a requested exit (see serve_from_template)
+RECYCLE_TOKEN = b"R"
+
+
+def serve_from_template(worker: Worker) -> None:
+    """Serve every request from a fresh fork of this process; never returns.
+
+    The process the client starts (the *template*) imports torch, warms up and applies every
+    limit, then never runs student code: it forks a child that serves requests on the same
+    pipes, and waits for it. When the client moves on to another student file it sends
+    ``{"type": "recycle"}``: the child ends cleanly and the template forks a new one, so a file
+    that monkeypatches torch at import time cannot change another file's checks, for the cost
+    of a fork (~10 ms) instead of a new interpreter and ``import torch`` (~1.5 s of CPU). Every
+    limit, the network filter, the audit hook and the non-dumpable flag are inherited; the
+    child shares the template's memory copy-on-write, so a second file costs almost no memory.
+
+    A child that ends any other way (a signal, ``os._exit``, a fork bomb's SIGKILL, the CPU or
+    memory limit) takes the template with it, with the same status: the client sees exactly
+    what it would see if the child were the only worker process (wait4's resource usage counts
+    reaped children, so CPU and peak memory are classified as before) and starts a new one.
+    Each child announces itself with ``{"type": "forked", "pid": ...}``.
+    """
+    while True:
+        token_r, token_w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: a Worker of its own
+            os.close(token_r)
+            os.set_inheritable(token_w, False)
+            worker.pid = os.getpid()
+            worker.recycle_fd = token_w
+            worker.send({"type": "forked", "pid": worker.pid})
+            _serve(worker)
+        os.close(token_w)
+        while True:
+            try:
+                _, status = os.waitpid(pid, 0)
+                break
+            except InterruptedError:  # pragma: no cover - PEP 475 retries already
+                continue
+        # non-blocking: a clean child wrote the token before it ended; a descendant that
+        # inherited the write end (os.fork) must not keep the template waiting for more
+        os.set_blocking(token_r, False)
+        try:
+            clean = os.read(token_r, 1) == RECYCLE_TOKEN
+        except OSError:  # BlockingIOError: no token, the child ended some other way
+            clean = False
+        os.close(token_r)
+        if not clean:
+            _end_like(status)
+
+
+def _end_like(status: int) -> None:
+    """End this process the way a child with wait status ``status`` ended."""
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        faulthandler.disable()  # the child already printed its stack; ours is not news
+        try:
+            signal.signal(sig, signal.SIG_DFL)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, [sig])
+            os.kill(os.getpid(), sig)
+        except (OSError, ValueError):
+            pass
+        os.kill(os.getpid(), signal.SIGKILL)
+    os._exit(os.WEXITSTATUS(status) if os.WIFEXITED(status) else 70)
+
+
+def _serve(worker: Worker) -> None:
+    try:
+        worker.serve()
+    except (PeerClosed, BrokenPipeError):
+        os._exit(0)
+    except BaseException:
+        try:
+            worker.stderr.write("internal worker error:\n" + traceback.format_exc())
+            worker.stderr.flush()
+        except BaseException:
+            pass
+        os._exit(70)
+    os._exit(0)
+
+
 # ----------------------------------------------------------------------------- start-up
 
 def _warm_up() -> None:
-    """Start torch's and BLAS's thread pools now, so their memory is part of the baseline."""
-    a = torch.randn(256, 256)
-    (a @ a).sum().item()
-    b = torch.randn(64, 64, dtype=torch.float64, requires_grad=True)
-    (b * b).sum().backward()
-    x = np.random.rand(128, 128)
-    float((x @ x).sum())
-    torch.manual_seed(0)
+    """Run torch's and numpy's first ops now, so their memory is part of the baseline.
+
+    With ONE torch thread: this process is the template that children are forked from (see
+    serve_from_template), and a child of a process that has started OpenMP's thread pool hangs
+    in its first parallel region (GNU libgomp does not survive fork). Each child starts its
+    own pool when a call first uses more than one thread."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        a = torch.randn(256, 256)
+        (a @ a).sum().item()
+        b = torch.randn(64, 64, dtype=torch.float64, requires_grad=True)
+        (b * b).sum().backward()
+        x = np.random.rand(128, 128)
+        float((x @ x).sum())
+        torch.manual_seed(0)
+    finally:
+        torch.set_num_threads(threads)
 
 
 def main(cfg: dict) -> None:
@@ -736,14 +844,4 @@ def main(cfg: dict) -> None:
                  "python": sys.version.split()[0], "threads": torch.get_num_threads()})
     if error:
         os._exit(2)
-    try:
-        worker.serve()
-    except (PeerClosed, BrokenPipeError):
-        os._exit(0)
-    except BaseException:
-        try:
-            worker.stderr.write("internal worker error:\n" + traceback.format_exc())
-            worker.stderr.flush()
-        except BaseException:
-            pass
-        os._exit(70)
+    serve_from_template(worker)
