@@ -34,14 +34,16 @@ import time
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable, Iterable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional
 
 from grader.config import Assignment
 from grader.examples import assemble_reference_submission
 from grader.mistakes import MISTAKES_DIR, all_mistakes
 from grader.mutants import Mutant, affected, auto_mutants, combined_source, function_nodes, helpers, mistake_mutant
 from grader.reference import ReferenceModules
-from grader.specs import PlannedCheck, load_specs
+
+if TYPE_CHECKING:  # grader.specs imports torch; `grader --help` should not wait for it
+    from grader.specs import PlannedCheck
 
 #: automatic mutants per file unless told otherwise
 DEFAULT_MAX_MUTANTS = 40
@@ -190,6 +192,8 @@ def _python_files(assignment: Assignment, planned: list[PlannedCheck], wanted: O
 
 def plan_mutants(assignment: Assignment, options: AuditOptions) -> tuple[list[str], dict[str, list[PlannedCheck]], list[Mutant]]:
     """(files, their checks, every mutant with the checks it is to be graded on)."""
+    from grader.specs import load_specs
+
     planned = load_specs(assignment)
     files = _python_files(assignment, planned, options.files)
     reference = ReferenceModules(assignment.reference_dir)

@@ -19,21 +19,32 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+from typing import TYPE_CHECKING
+
+# Nothing imported here imports torch (~1 s of CPU): grade() starts the submission's worker
+# first, and the worker's own `import torch` runs while this process imports the check kinds
+# (and torch) in load_specs. tests/test_performance.py keeps it that way.
 from grader.checks.base import KINDS, CaseResult, Verdict, score_cases
-from grader.checks.context import CheckContext
 from grader.config import Assignment
 from grader.deadline import Deadline
 from grader.errors import GraderError, SpecError, SubmissionError
-from grader.reference import ReferenceModules
 from grader.results import Results, TestRow, internal_error_results, render, write_atomic
-from grader.specs import PlannedCheck, load_specs
 from grader.submission import Submission, collect
+
+if TYPE_CHECKING:
+    from grader.checks.context import CheckContext
+    from grader.sandbox import Sandbox
+    from grader.specs import PlannedCheck
 
 log = logging.getLogger("grader")
 
 # a check is not started with less than this left: it could not finish and would only
 # produce a confusing timeout instead of an honest "not run"
 MIN_START_SECONDS = 1.0
+
+# the file kinds whose checks run in a worker: Python is imported there, model files are loaded
+# there; notebooks are only read (by the notebook check)
+WORKER_FILE_KINDS = ("python", "model")
 
 
 @dataclass
@@ -109,14 +120,19 @@ def grade(upload: Path | str, assignment: Assignment, options: Optional[GradeOpt
     deadline = Deadline(options.total_budget or assignment.config.limits.total_budget)
     workdir = Path(tempfile.mkdtemp(prefix="grader-"))
     try:
-        planned = load_specs(assignment)
-        if options.only:
-            planned = [p for p in planned if p.spec.id in options.only or p.file in options.only]
         try:
             submission = collect(upload, assignment, workdir)
         except SubmissionError as exc:
-            return _unreadable_upload(planned, str(exc), started)
-        verdicts = _run_checks(planned, submission, assignment, deadline, options)
+            return _unreadable_upload(_planned(assignment, options), str(exc), started)
+        with _open_sandbox(submission, assignment, options) as sandbox:
+            planned = _planned(assignment, options)  # imports torch while the worker starts
+            if not _calls_worker(planned, submission):
+                sandbox.stop_worker()  # started on a guess; no planned check needs it
+            verdicts = _run_checks(planned, submission, assignment, deadline, options, sandbox)
+        # the sandbox is closed here: the worker (and anything it spawned) is dead before any
+        # result is written
+        apply_requirements(planned, verdicts)
+        annotate_untouched(submission, verdicts)
         results = build_results(verdicts, submission, assignment, time.monotonic() - started, options)
         errors = [v.output for v in verdicts if v.internal_error]
         return GradingRun(verdicts, submission, results, time.monotonic() - started, errors)
@@ -135,15 +151,50 @@ def _unreadable_upload(planned: list[PlannedCheck], reason: str, started: float)
     return GradingRun(verdicts, None, results, time.monotonic() - started)
 
 
-def _run_checks(planned: list[PlannedCheck], submission: Submission, assignment: Assignment, deadline: Deadline, options: GradeOptions) -> list[Verdict]:
-    from grader.cpus import trusted_threads
+def _planned(assignment: Assignment, options: GradeOptions) -> list[PlannedCheck]:
+    """The checks to run, in spec order (``options.only`` applied). Imports the check kinds."""
+    from grader.specs import load_specs
+
+    planned = load_specs(assignment)
+    if options.only:
+        planned = [p for p in planned if p.spec.id in options.only or p.file in options.only]
+    return planned
+
+
+def _open_sandbox(submission: Submission, assignment: Assignment, options: GradeOptions) -> Sandbox:
+    """The submission's sandbox, its worker already starting (``prestart``) when the upload has
+    a Python or model file that checks could run: a worker start is mostly ``import torch``
+    (~1-2 s of one CPU), and this process has its own torch import and set-up to do meanwhile.
+    Started on a guess, before the specs are read (they import torch): when no planned check
+    needs it after all, the idle worker is killed with the sandbox, having cost only CPU."""
     from grader.sandbox import Sandbox
 
+    sandbox = Sandbox(submission.root, sandbox_limits(assignment, options.sandbox_user),
+                      protected=protected_paths(assignment, options.results_path))
+    try:
+        sandbox.open()
+        if _may_call_worker(submission):
+            sandbox.prestart()
+    except BaseException:
+        sandbox.close()
+        raise
+    return sandbox
+
+
+def _may_call_worker(submission: Submission) -> bool:
+    """Whether the upload has a readable Python or model file (what worker checks need)."""
+    return any(f.kind in WORKER_FILE_KINDS and not f.problem() for f in submission.files.values())
+
+
+def _run_checks(planned: list[PlannedCheck], submission: Submission, assignment: Assignment, deadline: Deadline,
+                options: GradeOptions, sandbox: Sandbox) -> list[Verdict]:
+    """Every planned check's verdict, in spec order; student code runs in ``sandbox``."""
+    from grader.checks.context import CheckContext
+    from grader.cpus import trusted_threads
+    from grader.reference import ReferenceModules
+
     results: dict[int, Verdict] = {}
-    with trusted_threads(), Sandbox(submission.root, sandbox_limits(assignment, options.sandbox_user),
-                                    protected=protected_paths(assignment, options.results_path)) as sandbox:
-        if _calls_worker(planned, submission):
-            sandbox.prestart()  # the worker's start-up overlaps the trusted side's set-up below
+    with trusted_threads():
         reference = ReferenceModules(assignment.reference_dir)
         data = options.data_provider if options.data_provider is not None else props_provider(assignment)
         ctx = CheckContext(assignment, submission, sandbox, reference, deadline, data)
@@ -151,12 +202,7 @@ def _run_checks(planned: list[PlannedCheck], submission: Submission, assignment:
             sandbox.isolate()  # a process no other file's code has run in
             for check in checks:
                 results[id(check)] = run_one(check, ctx)
-    verdicts = [results[id(check)] for check in planned]
-    # the sandbox is closed here: the worker (and anything it spawned) is dead before any result
-    # is written
-    apply_requirements(planned, verdicts)
-    annotate_untouched(submission, verdicts)
-    return verdicts
+    return [results[id(check)] for check in planned]
 
 
 def sandbox_groups(planned: list[PlannedCheck]) -> list[list[PlannedCheck]]:

@@ -25,11 +25,13 @@ from typing import Any, Optional
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-import grader.checks  # noqa: F401  (registers the shipped check kinds)
+import grader.checks
 from grader.checks.base import KINDS, CheckSpec, Visibility
 from grader.config import Assignment
 from grader.errors import SpecError
 from grader.yamlio import format_validation_error, read_yaml
+
+grader.checks.register_shipped_kinds()
 
 
 class SpecDefaults(BaseModel):

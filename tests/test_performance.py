@@ -402,3 +402,44 @@ def ok(x):
         assert out.failure.kind == "crash" and "SIGKILL" in out.failure.summary, out.failure
         assert out.seconds < 10
         assert sb.call(CallRequest(file="perf.py", target="ok", args=[0], arg_names=["x"]), timeout=20).value == 1
+
+
+def test_the_cli_and_engine_import_no_torch_so_the_worker_starts_first():
+    """`grader run` reaches Sandbox.prestart before anything imports torch (~1 s): the worker's
+    import and ours then run at once. A module-level torch import in this chain undoes that."""
+    import subprocess
+    import sys
+
+    code = ("import sys, grader.cli, grader.engine, grader.gradescope\n"
+            "grader.cli.build_parser()\n"
+            "from grader.sandbox import Sandbox, SandboxLimits\n"
+            "from grader.engine import sandbox_limits, protected_paths, _open_sandbox\n"
+            "print(sorted(m for m in ('torch', 'grader.specs', 'grader.inputs') if m in sys.modules))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+
+
+def test_grade_starts_the_worker_before_loading_the_specs(monkeypatch, tmp_path, assignment, reference_submission):
+    """The order that overlaps the two torch imports; and a worker started on a guess that no
+    planned check needs (here only source checks) is stopped at once, not kept until the end."""
+    import grader.specs
+    from grader.sandbox.client import Sandbox as SandboxClass
+    from tests.helpers import grade_dir
+
+    events = []
+    real_prestart, real_load, real_stop = SandboxClass.prestart, grader.specs.load_specs, SandboxClass.stop_worker
+    monkeypatch.setattr(SandboxClass, "prestart", lambda self: events.append("prestart") or real_prestart(self))
+    monkeypatch.setattr(grader.specs, "load_specs", lambda a: events.append("load_specs") or real_load(a))
+    monkeypatch.setattr(SandboxClass, "stop_worker", lambda self: events.append("stop") or real_stop(self))
+    run, _ = grade_dir(reference_submission, assignment, tmp_path / "a", only=["two_loops_values"])
+    assert run.verdicts[0].passed and events == ["prestart", "load_specs"]
+    events.clear()
+    run, _ = grade_dir(reference_submission, assignment, tmp_path / "b", only=["two_loops_source", "no_loops_source"])
+    assert all(v.passed for v in run.verdicts) and events == ["prestart", "load_specs", "stop"]
+    events.clear()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "knn.py").write_text("")
+    grade_dir(empty, assignment, tmp_path / "c", only=["knn.py"])
+    assert "prestart" not in events  # no readable Python or model file: no worker at all

@@ -29,7 +29,6 @@ from grader.batch.job import Job, JobResult, run_job
 from grader.batch.store import Record, is_done, out_name, write_outcome
 from grader.config import Assignment
 from grader.errors import GraderError
-from grader.specs import load_specs
 
 # on top of the assignment's own total budget: the engine stops itself at its budget, so the
 # batch's wall-clock limit is only a safety net for a grading process that hangs anyway
@@ -81,6 +80,8 @@ def run_batch(input_path: Path | str, assignment: Assignment, options: BatchOpti
     out = Path(options.out)
     out.mkdir(parents=True, exist_ok=True)
     batch: BatchInput = discover(input_path, out / ".input")
+    from grader.specs import load_specs  # imports torch: not needed by `grader batch --help`
+
     planned = load_specs(assignment)
     if options.only:
         planned = [p for p in planned if p.spec.id in options.only or p.file in options.only]

@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Any, Callable, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from grader.inputs import parse_arg
 
 if TYPE_CHECKING:  # pragma: no cover
     from grader.checks.context import CheckContext
@@ -46,6 +45,8 @@ class CaseSpec(BaseModel):
 
     @model_validator(mode="after")
     def _parse_vocabulary(self) -> "CaseSpec":
+        from grader.inputs import parse_arg  # imports torch; this module must not (engine.grade)
+
         for part in ("args", "kwargs", "init_args", "init_kwargs"):
             raw = getattr(self, part)
             object.__setattr__(self, part, {k: parse_arg(v, f"{part}.{k}") for k, v in raw.items()})

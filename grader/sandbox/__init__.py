@@ -15,16 +15,34 @@ can do), ``callables`` (trusted functions handed to student code), ``refs`` (Cal
 StudentRef), ``messages`` (CallRequest, CallOutcome, Failure).
 """
 
-from .callables import REGISTRY, register_callable, resolve_callable
-from .client import Sandbox, SandboxError, cap_output
-from .encoding import EncodingError, decode, encode
-from .limits import SandboxLimits
-from .messages import FAILURE_KINDS, RESTART_KINDS, CallOutcome, CallRequest, Failure
-from .ops import register_op
-from .refs import CallableRef, StudentRef
+import importlib
+from typing import Any
 
-__all__ = [
-    "Sandbox", "SandboxError", "SandboxLimits", "CallRequest", "CallOutcome", "Failure", "FAILURE_KINDS",
-    "RESTART_KINDS", "CallableRef", "StudentRef", "EncodingError", "encode", "decode", "register_op",
-    "REGISTRY", "register_callable", "resolve_callable", "cap_output",
-]
+# Exports are resolved on first use (PEP 562): ``grader.sandbox.client`` needs neither torch nor
+# the ops, so the grader can start a worker *before* it imports torch itself and both imports
+# run at once (see grader.engine.grade). ``from grader.sandbox import Sandbox`` works as before.
+_EXPORTS = {
+    "REGISTRY": "callables", "register_callable": "callables", "resolve_callable": "callables",
+    "Sandbox": "client", "SandboxError": "client", "cap_output": "client",
+    "EncodingError": "messages", "decode": "encoding", "encode": "encoding",
+    "SandboxLimits": "limits",
+    "FAILURE_KINDS": "messages", "RESTART_KINDS": "messages", "CallOutcome": "messages",
+    "CallRequest": "messages", "Failure": "messages",
+    "register_op": "ops",
+    "CallableRef": "refs", "StudentRef": "refs",
+}
+
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(list(globals()) + __all__)

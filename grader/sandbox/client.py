@@ -32,11 +32,26 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from . import isolation as isolation_mod, limits as limits_mod
-from .encoding import EncodingError, decode, encode_parts
 from .limits import SandboxLimits
-from .messages import FAILURE_KINDS, RESTART_KINDS, CallOutcome, CallRequest, Failure
+from .messages import FAILURE_KINDS, RESTART_KINDS, CallOutcome, CallRequest, EncodingError, Failure
 from .protocol import FrameTimeout, PeerClosed, ProtocolError, enlarge_pipe, read_frame, write_frame
 from .refs import StudentRef
+
+
+# The wire format (grader.sandbox.encoding) imports torch, which takes ~1 s; this module does not,
+# so a worker can be started while the grader is still importing torch (see engine.grade).
+
+
+def decode(*args: Any, **kwargs: Any) -> Any:
+    from .encoding import decode as _decode
+
+    return _decode(*args, **kwargs)
+
+
+def encode_parts(*args: Any, **kwargs: Any) -> Any:
+    from .encoding import encode_parts as _encode_parts
+
+    return _encode_parts(*args, **kwargs)
 
 #: Runs first in the worker: drop the '' (cwd) entry of sys.path, make ``grader`` importable
 #: without the grader's repository (or its reference/) on sys.path and without running the
@@ -395,7 +410,7 @@ class Sandbox:
     def prestart(self) -> None:
         """Start the worker now, in the background, so that its start-up (an interpreter and
         ``import torch``: ~1.5 s of one CPU) overlaps whatever the caller does next, e.g. the
-        previous file's checks, which keep one CPU busy at a time. The first :meth:`call` waits
+        grader's own ``import torch`` and set-up (see engine.grade). The first :meth:`call` waits
         for it. A start that fails is reported by that call, which tries once more (as for any
         start). Harmless when a worker is already running or starting."""
         self.open()
@@ -415,6 +430,14 @@ class Sandbox:
         thread, self._prestarting = self._prestarting, None
         if thread is not None:
             thread.join()
+
+    def stop_worker(self) -> None:
+        """Kill the worker now (also one still starting); a later :meth:`call` starts a new one.
+        For a worker prestarted on a guess that no check turned out to need: it would hold
+        ~200 MB until :meth:`close`."""
+        self._join_prestart()
+        if self._worker is not None:
+            self._kill_worker()
 
     def close(self) -> None:
         """Kill the worker's process group, reap it, remove the scratch directory."""

@@ -57,8 +57,7 @@ _MAX_NPY_HEADER = 10_000
 Buffer = Union[bytes, bytearray, memoryview]
 
 
-class EncodingError(ValueError):
-    """A value cannot be sent, or received bytes are not a valid message."""
+from .messages import EncodingError  # noqa: E402  (defined there: the client catches it without importing torch)
 
 
 # ----------------------------------------------------------------------------- dtypes

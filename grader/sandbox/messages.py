@@ -5,6 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+
+class EncodingError(ValueError):
+    """A value cannot be sent, or received bytes are not a valid message (raised by
+    ``grader.sandbox.encoding``; defined here so that code catching it needs no torch)."""
+
 #: Every value ``Failure.kind`` can take.
 FAILURE_KINDS = ("exception", "timeout", "exit", "crash", "memory", "processes", "import", "missing", "protocol")
 
