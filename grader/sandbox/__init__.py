@@ -15,8 +15,7 @@ can do), ``callables`` (trusted functions handed to student code), ``refs`` (Cal
 StudentRef), ``messages`` (CallRequest, CallOutcome, Failure).
 """
 
-import importlib
-from typing import Any
+from grader.lazy import lazy_exports
 
 # Exports are resolved on first use (PEP 562): ``grader.sandbox.client`` needs neither torch nor
 # the ops, so the grader can start a worker *before* it imports torch itself and both imports
@@ -33,16 +32,4 @@ _EXPORTS = {
 }
 
 __all__ = list(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(list(globals()) + __all__)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

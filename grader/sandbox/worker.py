@@ -206,23 +206,34 @@ class InputDigest:
 
     def differs(self, after: Any) -> bool:
         if self.tensor:
-            if not isinstance(after, torch.Tensor):
+            arr = _tensor_as_sent(after, self.dtype, self.shape)
+            if arr is None:
                 return True
-            t = torch.Tensor.detach(after)
-            if t.dtype != self.dtype or tuple(t.shape) != self.shape or t.layout != torch.strided:
-                return True
-            if t.device.type != "cpu":
-                t = t.cpu()
-            t = t.resolve_conj().resolve_neg()
-            wide = transport_dtype(t.dtype)
-            if wide is not None and wide != t.dtype:
-                t = t.to(wide)
-            arr = torch.Tensor.numpy(t)
         else:
             if not isinstance(after, np.ndarray) or after.dtype != self.dtype or after.shape != self.shape:
                 return True
             arr = after
         return _sha256(arr) != self.digest
+
+
+def _tensor_as_sent(after: Any, dtype: Any, shape: tuple) -> Optional[np.ndarray]:
+    """``after`` (what student code holds after the call) as an array in the form the input was
+    sent in (the transport dtype), for comparing with the original; None when it is no longer a
+    CPU-representable strided tensor of that dtype and shape (which counts as a change).
+    Unbound ``torch.Tensor`` methods: a student's monkeypatched ``detach`` or ``numpy`` changes
+    nothing here."""
+    if not isinstance(after, torch.Tensor):
+        return None
+    t = torch.Tensor.detach(after)
+    if t.dtype != dtype or tuple(t.shape) != shape or t.layout != torch.strided:
+        return None
+    if t.device.type != "cpu":
+        t = t.cpu()
+    t = t.resolve_conj().resolve_neg()
+    wide = transport_dtype(t.dtype)
+    if wide is not None and wide != t.dtype:
+        t = t.to(wide)
+    return torch.Tensor.numpy(t)
 
 
 def seal_large(value: Any) -> Any:
@@ -249,18 +260,8 @@ def changed(after: Any, before: Any) -> bool:
     if isinstance(before, InputDigest):
         return before.differs(after)
     if isinstance(before, TensorView):
-        if not isinstance(after, torch.Tensor):
-            return True
-        t = torch.Tensor.detach(after)
-        if t.dtype != before.dtype or tuple(t.shape) != before.shape or t.layout != torch.strided:
-            return True
-        if t.device.type != "cpu":
-            t = t.cpu()
-        t = t.resolve_conj().resolve_neg()
-        wide = transport_dtype(t.dtype)
-        if wide is not None and wide != t.dtype:
-            t = t.to(wide)
-        return not _arrays_equal(torch.Tensor.numpy(t), before.array)
+        arr = _tensor_as_sent(after, before.dtype, before.shape)
+        return arr is None or not _arrays_equal(arr, before.array)
     if isinstance(before, np.ndarray):
         if not isinstance(after, np.ndarray) or after.dtype != before.dtype:
             return True
