@@ -443,3 +443,69 @@ def test_grade_starts_the_worker_before_loading_the_specs(monkeypatch, tmp_path,
     (empty / "knn.py").write_text("")
     grade_dir(empty, assignment, tmp_path / "c", only=["knn.py"])
     assert "prestart" not in events  # no readable Python or model file: no worker at all
+
+
+FORGER = STUDENT + """
+import os, signal, sys, torch
+def forge_recycle(x):
+    # answer the client's recycle request ourselves and stay alive, with torch patched
+    worker_mod = sys.modules["grader.sandbox.worker"]
+    worker_mod.Worker.recycle = lambda self: self.send({"type": "forked", "pid": os.getpid()})
+    torch.sqrt = lambda t: t * 0
+    return os.getpid()
+def stop_template(x):
+    os.kill(os.getppid(), signal.SIGSTOP)
+    return os.getpid()
+def root_and_pid(x):
+    return float(torch.sqrt(torch.tensor(x))), os.getpid()
+"""
+
+
+@pytest.mark.parametrize("attack", ["forge_recycle", "stop_template"])
+def test_student_code_cannot_fake_or_stall_the_fresh_process(tmp_path, attack):
+    """Only the template can announce a fresh child (its control pipe): a child that answers the
+    recycle request itself, or stops the template, gets the worker replaced, quickly; the next
+    file's calls run in a process its code never touched."""
+    import time
+
+    (tmp_path / "perf.py").write_text(FORGER)
+    with Sandbox(tmp_path, SandboxLimits()) as sb:
+        def call(target, x):
+            return sb.call(CallRequest(file="perf.py", target=target, args=[x], arg_names=["x"]), timeout=60)
+
+        attacker = call(attack, 0.0).value
+        t0 = time.monotonic()
+        sb.isolate()
+        assert time.monotonic() - t0 < 10  # RECYCLE_SECONDS, not the 120 s start-up timeout
+        root, pid = call("root_and_pid", 9.0).value
+        assert root == 3.0 and pid != attacker
+        assert len(sb.startup_times) == 2  # the worker was replaced, not trusted
+
+
+def test_one_files_code_cannot_rewrite_another_file_or_leave_it_a_module(tmp_path):
+    """Every student file's checks start from the scratch folder as uploaded: what an earlier
+    file's code wrote there (an edited student file, a new module) is gone after isolate()."""
+    (tmp_path / "first.py").write_text("""
+import os
+def tamper(x):
+    open(os.path.join(os.getcwd(), "second.py"), "w").write("def answer(x):\\n    return 'tampered'\\n")
+    open(os.path.join(os.getcwd(), "_helper.py"), "w").write("VALUE = 1\\n")
+    open(os.path.join(os.environ["TMPDIR"], "note"), "w").write("left behind")
+    return sorted(os.listdir(os.getcwd()))
+""")
+    (tmp_path / "second.py").write_text("""
+import os
+def answer(x):
+    return 'honest'
+def leftovers(x):
+    return sorted(os.listdir(os.getcwd())), os.listdir(os.environ["TMPDIR"])
+""")
+    with Sandbox(tmp_path, SandboxLimits()) as sb:
+        def call(file, target):
+            return sb.call(CallRequest(file=file, target=target, args=[0], arg_names=["x"]), timeout=60)
+
+        assert "_helper.py" in call("first.py", "tamper").value
+        sb.isolate()
+        assert call("second.py", "answer").value == "honest"
+        assert call("second.py", "leftovers").value == (["first.py", "second.py"], [])
+        assert len(sb.startup_times) == 1

@@ -19,9 +19,11 @@ import json
 import os
 import re
 import secrets
+import select
 import shutil
 import signal
 import stat
+import struct
 import subprocess
 import sys
 import tempfile
@@ -128,10 +130,11 @@ def cap_output(fd: int, limit: int) -> str:
     return f"{head}\n[... about {cut:,} characters ({cut:,} bytes) cut ...]\n{tail}"
 
 
-def _copy_submission(src: Path, dst: Path) -> None:
+def _copy_submission(src: Path, dst: Path, into_existing: bool = False) -> None:
     """Regular files and directories only: a symlink in an upload is never followed by the
     (possibly root) grader, so it cannot pull hidden files into the scratch copy."""
-    dst.mkdir(mode=0o700)
+    if not into_existing:
+        dst.mkdir(mode=0o700)
     for entry in os.scandir(src):
         if entry.is_symlink():
             continue
@@ -191,6 +194,21 @@ def _failure_from(d: Any) -> Failure:
     )
 
 
+#: how long a recycle (the child ends, the template forks the next) may take; it takes ~20 ms.
+#: Longer means student code is in the way (a stopped template, a child that ignores the
+#: request): the worker is replaced instead, at the cost of one start (~1.5 s).
+RECYCLE_SECONDS = 5.0
+CTL_RECORD_SIZE = 8  # worker.CTL_RECORD: one little-endian int64 pid
+
+
+def _parent_of(pid: int) -> Optional[int]:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return int(f.read().rsplit(b")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 class _ChildEnded(Exception):
     """The worker's template announced a new child while a call was running in the old one."""
 
@@ -202,11 +220,13 @@ class _StartError(Exception):
 class _Worker:
     """One worker process and its pipes."""
 
-    def __init__(self, proc: subprocess.Popen, req_w: int, resp_r: int):
+    def __init__(self, proc: subprocess.Popen, req_w: int, resp_r: int, ctl_r: int = -1):
         self.proc = proc
         self.pid = proc.pid
         self.req_w = req_w
         self.resp_r = resp_r
+        #: read end of the template's control pipe: one CTL_RECORD (a child's pid) per fork
+        self.ctl_r = ctl_r
         self.status: Optional[int] = None
         self.rusage: Any = None
         self.killed = False  # by us
@@ -254,13 +274,24 @@ class _Worker:
         self.proc.returncode = os.waitstatus_to_exitcode(self.status) if self.status is not None else 0
         return self.status
 
+    def forked_again(self) -> bool:
+        """Has the template announced a child we have not read about? (Then the current child
+        ended on its own, e.g. student code that wrote the recycle token and exited.)"""
+        if self.ctl_r < 0:
+            return False
+        poller = select.poll()
+        poller.register(self.ctl_r, select.POLLIN)
+        # POLLHUP alone is the template's death (its write end closed), reported as such elsewhere
+        return any(events & select.POLLIN for _, events in poller.poll(0))
+
     def close_fds(self) -> None:
-        for fd in (self.req_w, self.resp_r):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
-        self.req_w = self.resp_r = -1
+        for fd in (self.req_w, self.resp_r, self.ctl_r):
+            if fd >= 0:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        self.req_w = self.resp_r = self.ctl_r = -1
 
 
 class Sandbox:
@@ -461,13 +492,14 @@ class Sandbox:
         assert self.root is not None and self.scratch is not None
         r_req, w_req = os.pipe()
         r_resp, w_resp = os.pipe()
+        r_ctl, w_ctl = os.pipe()  # the template's announcements (see worker.serve_from_template)
         for fd in (r_req, r_resp):
             enlarge_pipe(fd)
         uid = self._uid if self._uid is not None else os.geteuid()
         nproc = self.limits.max_processes + 1  # + the template, which student code never runs in
         if self._uid is None:  # shares the grader's user: RLIMIT_NPROC counts the grader's tasks too
             nproc += limits_mod.count_user_tasks(uid)
-        cfg = {"req_fd": r_req, "resp_fd": w_resp, "scratch": str(self.scratch), "limits": self.limits.to_dict(),
+        cfg = {"req_fd": r_req, "resp_fd": w_resp, "ctl_fd": w_ctl, "scratch": str(self.scratch), "limits": self.limits.to_dict(),
                "nproc": nproc, "grader_dir": GRADER_DIR, "t0": time.time(), "max_message": self.max_message,
                "dedicated": self._uid is not None}
         kwargs: dict = {}
@@ -478,19 +510,19 @@ class Sandbox:
             proc = subprocess.Popen(
                 [self.python, "-s", "-B", "-c", BOOT, json.dumps(cfg)],
                 stdin=subprocess.DEVNULL, stdout=self._out_fd, stderr=self._err_fd,
-                pass_fds=(r_req, w_resp), close_fds=True, cwd=str(self.root / "run"),
+                pass_fds=(r_req, w_resp, w_ctl), close_fds=True, cwd=str(self.root / "run"),
                 env={**limits_mod.worker_env(home=str(self.scratch), tmp=str(self.root / "tmp")),
                      SANDBOX_TAG: self._tag},
                 start_new_session=True, **kwargs)
         except OSError as exc:
-            for fd in (r_req, w_req, r_resp, w_resp):
+            for fd in (r_req, w_req, r_resp, w_resp, r_ctl, w_ctl):
                 os.close(fd)
             raise _StartError(f"cannot start {self.python}: {exc}") from None
-        os.close(r_req)
-        os.close(w_resp)
-        os.set_blocking(w_req, False)
-        os.set_blocking(r_resp, False)
-        w = _Worker(proc, w_req, r_resp)
+        for fd in (r_req, w_resp, w_ctl):
+            os.close(fd)
+        for fd in (w_req, r_resp, r_ctl):
+            os.set_blocking(fd, False)
+        w = _Worker(proc, w_req, r_resp, r_ctl)
         try:
             buf = read_frame(r_resp, max_bytes=1 << 20, deadline=t0 + self.startup_timeout, alive=w.alive)
             if buf is None:
@@ -524,15 +556,31 @@ class Sandbox:
         return w
 
     def _await_child(self, w: _Worker, deadline: float) -> None:
-        """Read the template's next child's ``forked`` announcement (see worker.serve_from_template)."""
+        """Read the template's announcement of its next child from the control pipe, which only
+        the template can write (see worker.serve_from_template), and check that the pid is a new
+        child of the template."""
+        record = CTL_RECORD_SIZE
         try:
-            buf = read_frame(w.resp_r, max_bytes=1 << 20, deadline=deadline, alive=w.alive)
-            msg = decode(buf) if buf is not None else None
-        except (ProtocolError, EncodingError) as exc:
+            poller = select.poll()
+            poller.register(w.ctl_r, select.POLLIN)
+            data = b""
+            while len(data) < record:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise _StartError("the worker process did not fork a child in time")
+                if poller.poll(int(min(left, 0.2) * 1000) + 1):
+                    chunk = os.read(w.ctl_r, record - len(data))
+                    if not chunk:
+                        raise _StartError("the worker process closed its control pipe")
+                    data += chunk
+                elif not w.alive():
+                    raise _StartError("the worker process ended instead of forking a child")
+        except OSError as exc:
             raise _StartError(f"the worker process did not fork a child ({exc})") from None
-        if not isinstance(msg, dict) or msg.get("type") != "forked" or type(msg.get("pid")) is not int:
-            raise _StartError("the worker process did not fork a child (unexpected message)")
-        w.child_pid, w.child_used = msg["pid"], False
+        (pid,) = struct.unpack("<q", data)
+        if pid == w.child_pid or _parent_of(pid) != w.pid:
+            raise _StartError(f"the worker's control pipe named pid {pid}, which is not a new child of it")
+        w.child_pid, w.child_used = pid, False
 
     def isolate(self) -> None:
         """Make the next call run in a process that no student code has run in yet: the
@@ -543,19 +591,48 @@ class Sandbox:
         on the next call."""
         self._join_prestart()
         w = self._worker
-        if w is None or not w.child_used:
+        if w is None or (not w.child_used and not w.forked_again()):
             return
-        if not w.alive():
+        if not w.alive() or w.forked_again():  # a child that ended on its own: start afresh
             self._kill_worker()
             return
         try:
             parts, total = encode_parts({"type": "recycle"}, name="request", max_bytes=1 << 20)
-            write_frame(w.req_w, parts, total, deadline=time.monotonic() + 10.0, alive=w.alive)
-            self._await_child(w, time.monotonic() + self.startup_timeout)
+            write_frame(w.req_w, parts, total, deadline=time.monotonic() + RECYCLE_SECONDS, alive=w.alive)
+            self._await_child(w, time.monotonic() + RECYCLE_SECONDS)
         except (ProtocolError, _StartError):
             self._kill_worker()
             return
         self._kill_leftovers(w)
+        self._restage()
+
+    def _restage(self) -> None:
+        """Put the scratch folders back as they were at :meth:`open`: the submission copy in
+        ``work/`` (what the student's files import) and empty ``run/`` and ``tmp/``. Otherwise
+        one file's code could rewrite another student file, or leave a module for it to import,
+        before that file's checks run (found by the fresh-user trial). In place, because the
+        template's cwd and ``sys.path`` entry are ``work/``; called with no student process left."""
+        assert self.root is not None and self.scratch is not None
+        for sub in ("work", "run", "tmp"):
+            folder = self.root / sub
+            if folder.is_symlink() or not folder.is_dir():  # replaced (possible only as root)
+                self._kill_worker()  # its cwd is gone; the next call starts a worker in the new one
+                if folder.is_symlink() or folder.exists():
+                    folder.unlink()
+                folder.mkdir(mode=0o700)
+                continue
+            for entry in os.scandir(folder):
+                if entry.is_dir(follow_symlinks=False):
+                    _rmtree(Path(entry.path))
+                else:
+                    try:
+                        os.unlink(entry.path)
+                    except FileNotFoundError:
+                        pass
+        _copy_submission(self.submission_dir, self.scratch, into_existing=True)
+        if self._uid is not None:
+            for entry in os.scandir(self.scratch):
+                _chown_tree(Path(entry.path), self._uid, self._gid if self._gid is not None else -1)
 
     def _kill_leftovers(self, w: _Worker) -> None:
         """Kill what the previous child left running (background processes, daemons): the next
@@ -711,18 +788,22 @@ class Sandbox:
         failure: Optional[Failure] = None
         start = time.monotonic()
         deadline = None if timeout is None else start + max(float(timeout), 0.001)
+
+        def alive() -> bool:
+            if w.forked_again():  # the child ended cleanly in mid-call: student code faked a recycle
+                raise _ChildEnded()
+            return w.alive()
+
         try:
-            write_frame(w.req_w, parts, total, deadline=deadline, alive=w.alive)
+            write_frame(w.req_w, parts, total, deadline=deadline, alive=alive)
             del parts
             while True:
-                buf = read_frame(w.resp_r, max_bytes=self.max_message + (1 << 20), deadline=deadline, alive=w.alive)
+                buf = read_frame(w.resp_r, max_bytes=self.max_message + (1 << 20), deadline=deadline, alive=alive)
                 if buf is None:
                     raise PeerClosed("EOF")
                 m = decode(buf, copy=False, max_bytes=self.max_message + (1 << 20))
                 if not isinstance(m, dict) or (m.get("id") != rid and m.get("id") is not None):
                     continue  # a stale frame (e.g. from a fork of an earlier worker)
-                if m.get("type") == "forked":  # the child wrote the recycle token itself, then ended
-                    raise _ChildEnded()
                 if m.get("type") == "phase":
                     phase = "import" if m.get("phase") == "import" else "call"
                     phase_file = m.get("file") if isinstance(m.get("file"), str) else None

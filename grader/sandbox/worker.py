@@ -37,6 +37,7 @@ import math
 import os
 import random
 import signal
+import struct
 import sys
 import time
 import traceback
@@ -325,6 +326,8 @@ class Worker:
         self.rid: Any = None
         #: write end of the pipe that tells the template "I ended because I was asked to"
         self.recycle_fd: Optional[int] = None
+        #: the template's control pipe to the client (see serve_from_template); None in children
+        self.ctl_fd: Optional[int] = int(cfg["ctl_fd"]) if cfg.get("ctl_fd") is not None else None
         self.seed = 0
         self.phase = "call"
         # the worker's own output objects; student code may replace sys.stdout, we put it back
@@ -709,6 +712,8 @@ class CallContext:
 
 #: what a child writes to its template before a requested exit (see serve_from_template)
 RECYCLE_TOKEN = b"R"
+#: one control-pipe record: the pid of the template's new child (8 bytes: an atomic pipe write)
+CTL_RECORD = struct.Struct("<q")
 
 
 def serve_from_template(worker: Worker) -> None:
@@ -727,19 +732,28 @@ def serve_from_template(worker: Worker) -> None:
     memory limit) takes the template with it, with the same status: the client sees exactly
     what it would see if the child were the only worker process (wait4's resource usage counts
     reaped children, so CPU and peak memory are classified as before) and starts a new one.
-    Each child announces itself with ``{"type": "forked", "pid": ...}``.
+    The template announces each child on the control pipe (``ctl_fd``: the child's pid as
+    ``CTL_RECORD``). Only the template holds that pipe (each child closes its copy before anything
+    else runs), so student code cannot fake a fresh process: it could write a "forked" message on
+    the response pipe, or answer the recycle request itself and keep running, but the client
+    believes only the control pipe.
     """
+    ctl_fd = worker.ctl_fd
     while True:
         token_r, token_w = os.pipe()
         pid = os.fork()
         if pid == 0:  # the child: a Worker of its own
+            if ctl_fd is not None:
+                os.close(ctl_fd)
+            worker.ctl_fd = None
             os.close(token_r)
             os.set_inheritable(token_w, False)
             worker.pid = os.getpid()
             worker.recycle_fd = token_w
-            worker.send({"type": "forked", "pid": worker.pid})
             _serve(worker)
         os.close(token_w)
+        if ctl_fd is not None:
+            os.write(ctl_fd, CTL_RECORD.pack(pid))
         while True:
             try:
                 _, status = os.waitpid(pid, 0)
@@ -814,7 +828,7 @@ def _warm_up() -> None:
 def main(cfg: dict) -> None:
     t0 = float(cfg.get("t0", time.time()))
     limits = SandboxLimits(**cfg["limits"])
-    for fd in (int(cfg["req_fd"]), int(cfg["resp_fd"])):
+    for fd in (int(cfg["req_fd"]), int(cfg["resp_fd"]), int(cfg["ctl_fd"])):
         os.set_inheritable(fd, False)  # student subprocesses must not get the protocol pipes
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # oversized writes raise EFBIG instead of killing us
     worker = Worker(cfg, limits)
