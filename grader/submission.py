@@ -18,15 +18,17 @@ offending byte(s), and how to fix it. Notebooks are JSON, always UTF-8.
 from __future__ import annotations
 
 import io
+import lzma
 import re
 import shutil
 import stat
 import tokenize
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path, PurePosixPath
-from typing import Iterable, Optional
+from typing import Iterable, Iterator, Optional
 
 from grader.config import Assignment, ExpectedFile
 from grader.errors import SubmissionError
@@ -351,9 +353,9 @@ def _extract_zip(path: Path, dest: Path) -> Path:
                     continue
                 target = dest / Path(*rel.parts)
                 target.parent.mkdir(parents=True, exist_ok=True)
-                with zf.open(info) as src, open(target, "wb") as out:
-                    # count real bytes, not the header's claim: a zip bomb can lie about sizes
-                    while chunk := src.read(1 << 20):
+                with open(target, "wb") as out:
+                    for chunk in _member_chunks(zf, info, path.name):
+                        # count real bytes, not the header's claim: a zip bomb can lie about sizes
                         total += len(chunk)
                         if total > MAX_ZIP_BYTES:
                             raise SubmissionError(f"{path.name} unpacks to more than {MAX_ZIP_BYTES // 2**20} MB")
@@ -361,6 +363,29 @@ def _extract_zip(path: Path, dest: Path) -> Path:
     except zipfile.BadZipFile as exc:
         raise SubmissionError(f"{path.name} is not a valid zip file: {exc}") from None
     return dest
+
+
+def _member_chunks(zf: zipfile.ZipFile, info: zipfile.ZipInfo, zip_name: str) -> Iterator[bytes]:
+    """One member's bytes, 1 MB at a time. A member that cannot be read is the upload's
+    problem, said in words a student can act on, never an internal grading error: damaged
+    compressed data (zlib/bz2/lzma errors, a CRC mismatch, a truncated file), a password, or a
+    compression method Python's zipfile does not implement."""
+    member = info.filename
+    try:
+        with zf.open(info) as src:
+            while chunk := src.read(1 << 20):
+                yield chunk
+    except NotImplementedError as exc:  # a RuntimeError subclass: "That compression method is not supported"
+        raise SubmissionError(f"{zip_name} uses a compression method the grader cannot read ({member}: {exc}); "
+                              "create the zip with your system's standard Compress / zip tool") from None
+    except RuntimeError as exc:  # zipfile: "File ... is encrypted, password required for extraction"
+        if "encrypted" in str(exc) or "password" in str(exc):
+            raise SubmissionError(f"{zip_name} is password-protected ({member}): zip your files again "
+                                  "without a password and re-upload") from None
+        raise
+    except (zipfile.BadZipFile, zlib.error, lzma.LZMAError, EOFError, OSError) as exc:
+        raise SubmissionError(f"{zip_name} is damaged: {member} cannot be unpacked ({type(exc).__name__}: {exc}); "
+                              "create the zip again and re-upload") from None
 
 
 def summarize(sub: Submission, names: Iterable[str]) -> list[str]:

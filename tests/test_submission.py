@@ -183,3 +183,32 @@ def test_notebook_is_utf8_json_and_not_read_through_a_declaration(tmp_path, assi
     (up / "knn.ipynb").write_bytes(b'{"cells": [],\n "x": "\xe9"}')
     msg = collect(up, assignment, tmp_path / "w").files["knn.ipynb"].problem()
     assert "not valid UTF-8" in msg and "line 2" in msg and "0xE9" in msg
+
+
+def _zip_with_damage(dest: Path, how: str) -> Path:
+    """A one-member zip of knn.py, then damaged the way real uploads are."""
+    with zipfile.ZipFile(dest, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("knn.py", (KNN * 20).encode())
+    raw = bytearray(dest.read_bytes())
+    name_len, extra_len = int.from_bytes(raw[26:28], "little"), int.from_bytes(raw[28:30], "little")
+    data_start = 30 + name_len + extra_len
+    central = raw.rfind(b"PK\x01\x02")
+    if how == "flipped bytes":
+        for i in range(data_start + 5, data_start + 25):
+            raw[i] ^= 0xFF
+    elif how == "encrypted":
+        for at in (6, central + 8):  # general-purpose flag bit 0, local and central headers
+            raw[at] |= 0x01
+    elif how == "unknown method":
+        for at in (8, central + 10):  # compression method 99 (AES), local and central headers
+            raw[at:at + 2] = (99).to_bytes(2, "little")
+    dest.write_bytes(bytes(raw))
+    return dest
+
+
+@pytest.mark.parametrize("how, says", [("flipped bytes", "is damaged"), ("encrypted", "password-protected"),
+                                       ("unknown method", "compression method")])
+def test_zips_that_cannot_be_unpacked_are_unreadable_uploads_not_internal_errors(tmp_path, assignment, how, says):
+    bad = _zip_with_damage(tmp_path / "bad.zip", how)
+    with pytest.raises(SubmissionError, match=says):
+        collect(bad, assignment, tmp_path / "w")
