@@ -173,6 +173,10 @@ def _open_sandbox(submission: Submission, assignment: Assignment, options: Grade
                       protected=protected_paths(assignment, options.results_path))
     try:
         sandbox.open()
+        if sandbox.exposed:  # a dedicated user outside container mode (container mode refuses)
+            log.warning("student code runs as %s but can reach %s: it can read or change them while grading; "
+                        "make them root-only (chmod -R go-rwx) or grade in the container (grader container run)",
+                        sandbox.limits.user, ", ".join(f"{p} ({why})" for p, why in sandbox.exposed.items()))
         if _may_call_worker(submission):
             sandbox.prestart()
     except BaseException:

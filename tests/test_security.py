@@ -760,3 +760,30 @@ def test_cli_says_isolation_is_reduced(tmp_path, capsys, reference_submission, m
                "--config", str(config)])
     assert rc == 0
     assert "reduced isolation" in capsys.readouterr().err
+
+
+@pytest.mark.root
+def test_grading_warns_when_the_sandbox_user_can_read_the_reference(tmp_path, sandbox_user, caplog, reference_submission, repo):
+    """Outside container mode nothing is locked down for you: a readable reference/ would leak
+    into feedback (a student raises an exception carrying its source), so grading says so."""
+    import logging
+    import shutil
+
+    from grader.config import load_config
+    from grader.engine import GradeOptions, grade
+
+    import tempfile
+
+    course = Path(tempfile.mkdtemp(prefix="grader-readable-course-", dir="/tmp"))  # pytest's tmp is 0700
+    shutil.copy2(repo / "grader.yaml", course / "grader.yaml")
+    for d in ("test_specs", "reference", "student_template"):
+        shutil.copytree(repo / d, course / d, ignore=shutil.ignore_patterns("__pycache__"))
+    try:
+        os.chmod(course, 0o755)
+        with _traverse_for_others(), caplog.at_level(logging.WARNING, logger="grader"):
+            grade(reference_submission, load_config(course / "grader.yaml"),
+                  GradeOptions(only=["sgd_steps"], sandbox_user=sandbox_user))
+    finally:
+        shutil.rmtree(course, ignore_errors=True)
+    warnings = [r.getMessage() for r in caplog.records if "can reach" in r.getMessage()]
+    assert warnings and str(course / "reference") in warnings[0] and "chmod" in warnings[0]
