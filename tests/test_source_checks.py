@@ -284,3 +284,33 @@ def test_dynamic_code_and_imports_fail_both_rules(body):
     """, loops={"max": 0}))
     assert not r["loop structure"].passed and not r["forbidden calls"].passed, body
     assert "cannot verify" in r["loop structure"].message
+
+
+@pytest.mark.parametrize("imports, call", [
+    ("import _fastmath", "_fastmath.svm(a, b)"),
+    ("from _fastmath import svm", "svm(a, b)"),
+    ("import _fastmath as fm", "fm.svm(a, b)"),
+])
+def test_calls_into_a_module_that_is_not_uploaded_fail_both_rules(imports, call):
+    """The fresh-user trial's evasion: the file writes `_fastmath.py` (with the loops) into the
+    working folder at import time and imports it; the grader cannot read that code."""
+    r = verdicts(run(f"""
+        import os
+        open(os.path.join(os.getcwd(), "_fastmath.py"), "w").write("def svm(a, b):\\n    for i in range(3): pass\\n")
+        {imports}
+        def f(a, b):
+            return {call}
+    """, loops={"max": 0}))
+    assert not r["loop structure"].passed and not r["forbidden calls"].passed
+    assert "_fastmath" in r["loop structure"].message and "not one of your uploaded files" in r["loop structure"].message
+
+
+def test_calls_into_the_standard_library_and_installed_packages_are_fine():
+    r = verdicts(run("""
+        import math, functools
+        import numpy as np
+        import torch
+        def f(a, b):
+            return torch.sqrt(a) * math.sqrt(2) + float(np.sum(b.numpy()))
+    """, loops={"max": 0}))
+    assert r["loop structure"].passed and r["forbidden calls"].passed

@@ -27,7 +27,10 @@ used other than with a literal key fail both rules. The message says why and wha
 from __future__ import annotations
 
 import ast
+import importlib.util
+import sys
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -332,10 +335,15 @@ def _collect(tree: ast.Module, target: str, follow: bool, submission: object = N
 
     def refs(mod: _Module, facts: FunctionFacts) -> list[tuple[tuple[str, str], int]]:
         out = []
+        imported = {v.split(".")[0] for v in mod.aliases.values()}
         for line, name, _ in facts.calls:
             key = program.resolve(mod, name) if name else None
             if key is not None:
                 out.append((key, line))
+            elif name and "." in name and name.split(".")[0] in imported and _unknown_module(name.split(".")[0], program):
+                root = name.split(".")[0]
+                facts.dynamic.append((line, name, f"`{name}`, from module `{root}`, which is not one of your "
+                                                  "uploaded files (its code cannot be read)", "both"))
         for i, (line, base, how, scope) in enumerate(facts.dynamic):
             if scope == "module?":
                 if base and program.module(base.split(".")[0]) is not None:
@@ -378,6 +386,26 @@ def _collect(tree: ast.Module, target: str, follow: bool, submission: object = N
     if follow:
         total.loops.extend(_recursion(start, edges, file))
     return total, followed
+
+
+def _unknown_module(root: str, program: _Program) -> bool:
+    """A module imported by student code that is neither another student file nor part of the
+    grader's Python (standard library, installed packages): its code cannot be analysed, e.g.
+    a module the student's code writes into the working folder at import time and then calls
+    to hide its loops (found by the fresh-user trial). Calls into it fail both rules."""
+    if root in program.modules or root in sys.builtin_module_names or root in sys.stdlib_module_names:
+        return False
+    return _importable(root) is False
+
+
+@lru_cache(maxsize=256)
+def _importable(root: str) -> bool:
+    """Can the grader's own interpreter find a top-level module of this name? (Only looks it
+    up: nothing is imported or run.)"""
+    try:
+        return importlib.util.find_spec(root) is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def _recursion(start: tuple[str, str], edges: dict, file: str) -> list[tuple[int, str]]:
