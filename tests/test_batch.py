@@ -272,17 +272,21 @@ def test_hanging_submission_is_killed_with_everything_it_started(local_run):
     assert list(Path(scratch).iterdir()) == []  # every job's temporary folder was removed
 
 
-def test_batch_grades_like_grade_to_file_one_by_one(local_run, klass, course, tmp_path):
+def test_batch_grades_like_grade_to_file_one_by_one(local_run, klass, course, tmp_path, monkeypatch):
     out, _, _ = local_run
     book = gradebook(out)
     compared = 0
+    monkeypatch.chdir(klass)  # as the batch does: messages name the upload, not the TA's folders
     for p in sorted(klass.iterdir()):
         name = p.name.removesuffix(".zip")
         if not p.name.startswith("s") or p.suffix == ".yml" or name == "s18_hangs":
             continue
-        run = grade_to_file(p, course, tmp_path / f"{name}.json", GradeOptions(only=ONLY))
+        run = grade_to_file(p.name, course, tmp_path / f"{name}.json", GradeOptions(only=ONLY))
         alone = json.loads((tmp_path / f"{name}.json").read_text())
         batch = json.loads((out / name / "results.json").read_text())
+        # the whole document, feedback included: a grading process serves many submissions,
+        # and nothing of one may show in another's results
+        assert normalized(batch) == normalized(alone), name
         assert scores(batch) == scores(alone), name
         assert batch["score"] == alone["score"] == run.results.total, name
         assert [t["status"] for t in batch["tests"]] == [t["status"] for t in alone["tests"]], name
@@ -295,6 +299,58 @@ def test_batch_grades_like_grade_to_file_one_by_one(local_run, klass, course, tm
     # constraint counts, and its loops case is what fails
     assert float(book["s06_no_loops_with_loops"]["knn.py:no_loops_values"]) == 4
     assert float(book["s06_no_loops_with_loops"]["knn.py:no_loops_source"]) == 1
+
+
+def test_a_grading_process_serves_many_submissions_and_a_stopped_one_is_replaced(local_run):
+    """Two slots, 20 submissions, the default recycle (20): every graded submission names the
+    process that graded it; at most one process per slot plus the one that replaced the
+    process killed with the hanging submission."""
+    out, _, _ = local_run
+    records = {p.name: read_record(p) for p in out.iterdir() if (p / "batch.json").is_file()}
+    assert len(records) == 20
+    assert records["s18_hangs"]["process"] is None  # killed before it could say
+    pids = [r["process"] for n, r in records.items() if n != "s18_hangs"]
+    assert all(isinstance(pid, int) for pid in pids)
+    assert 2 <= len(set(pids)) <= 3, pids
+    assert max(pids.count(pid) for pid in set(pids)) >= 5  # really reused, not one per submission
+
+
+def _run_one_slot(course, klass, tmp_path, names, **options):
+    src = tmp_path / "input"
+    src.mkdir()
+    for name in names:
+        shutil.copytree(klass / name, src / name)
+    out = tmp_path / "out"
+    report = run_batch(src, course, BatchOptions(out, jobs=1, timeout=TIMEOUT, only=ONLY, progress=False, plots=False,
+                                                 **options))
+    return out, report, [read_record(out / name) for name in names]
+
+
+def test_recycle_replaces_the_grading_process_after_n_submissions(course, klass, tmp_path):
+    names = ["s01_reference", "s03_template", "s05_best_k_smallest", "s07_predict_ignores_k", "s13_no_notebook"]
+    out, report, records = _run_one_slot(course, klass, tmp_path, names, recycle=2)
+    assert set(report.statuses.values()) == {"ok"}
+    pids = [r["process"] for r in records]  # one slot: graded in sorted order
+    assert pids[0] == pids[1] != pids[2] == pids[3] != pids[4], pids
+    assert float(gradebook(out)["s05_best_k_smallest"]["knn.py:best_k"]) < 2  # graded, not copied
+
+
+def test_a_grading_process_that_dies_is_replaced_for_the_next_submission(course, klass, tmp_path, monkeypatch):
+    """The first grading process dies (as by the OOM killer) as soon as it starts; that
+    submission is a crash row, the next one gets a new process and is graded."""
+    count = tmp_path / "starts"
+    fake = tmp_path / "python"
+    fake.write_text(f"#!/bin/sh\necho x >> {count}\nif [ $(wc -l < {count}) -eq 1 ]; then\n"
+                    f"  echo 'about to be killed' >&2\n  kill -KILL $$\nfi\nexec {sys.executable} \"$@\"\n")
+    fake.chmod(0o755)
+    monkeypatch.setattr(sys, "executable", str(fake))
+    out, report, records = _run_one_slot(course, klass, tmp_path, ["s01_reference", "s03_template"])
+    book = gradebook(out)
+    assert book["s01_reference"]["status"] == "crash" and "about to be killed" in book["s01_reference"]["reason"]
+    assert book["s03_template"]["status"] == "ok" and records[1]["process"]
+    assert report.failures == ["s01_reference"]
+    assert "about to be killed" not in (out / "s03_template" / "report.md").read_text()
+    assert not (out / "s03_template" / "grader.log").exists()  # the dead process's log stays with its job
 
 
 def test_summary_table_csv_and_plots(local_run):

@@ -1,17 +1,29 @@
-"""The grading process of one batch submission: ``python -m grader.batch.child JOB.json``.
+"""The grading process of batch submissions: ``python -m grader.batch.child JOB.json`` grades
+one, ``python -m grader.batch.child --serve FD`` grades one after another.
 
-It does exactly what ``grader run`` does (load grader.yaml, :func:`grader.engine.grade_to_file`,
-:func:`grader.report.markdown`), in a process of its own so that the batch can put a wall-clock
-limit on it and kill it, with everything it started, without harming the other submissions.
-Besides results.json and the markdown report it writes ``meta.json``: how grading went, in
-the words the gradebook's status column uses.
+Either way each submission goes through exactly what ``grader run`` does (load grader.yaml,
+:func:`grader.engine.grade_to_file`, :func:`grader.report.markdown`), in a process of its own
+so that the batch can put a wall-clock limit on it and kill it, with everything it started,
+without harming the other submissions. Besides results.json and the markdown report it writes
+``meta.json``: how grading went, in the words the gradebook's status column uses.
+
+Why a serving mode (:mod:`grader.batch.server` drives it): a new process per submission pays
+the interpreter start, ``import torch`` and the check kinds' imports (~1.5 s of CPU) and
+reloads the PROPS test set every time, a sixth of a submission's whole CPU cost. A serving
+process pays that once for many submissions. It is safe to keep: student code never runs
+here (it runs in the sandbox's workers, a new one per submission), so one submission can
+only reach the next through the grader's own state, which the batch tests compare against
+one-by-one grading. The assignment is reloaded for every job, so an edit between two jobs is
+seen (the batch refuses mismatched fingerprints anyway).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
+import tempfile
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -29,11 +41,9 @@ def status_of(run) -> tuple[str, str]:
     return "ok", ""
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    spec = json.loads(Path(argv[0]).read_text(encoding="utf-8"))
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-
+def grade_job(spec: dict) -> None:
+    """Grade ``spec["upload"]`` (relative to the working directory, so messages show only the
+    upload's own name) and write results.json, report.md and meta.json into ``spec["out"]``."""
     from grader.config import load_config
     from grader.engine import GradeOptions, grade_to_file
     from grader.errors import ConfigError
@@ -49,8 +59,39 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                         GradeOptions(total_budget=spec.get("budget"), only=spec.get("only")), config_error=error)
     (out / "report.md").write_text(markdown(run, spec.get("title") or ""), encoding="utf-8")
     status, reason = status_of(run)
-    meta = {"status": status, "reason": reason, "seconds": round(run.seconds, 3)}
+    meta = {"status": status, "reason": reason, "seconds": round(run.seconds, 3), "pid": os.getpid()}
     (out / "meta.json").write_text(json.dumps(meta), encoding="utf-8")
+
+
+def serve(requests, replies) -> int:
+    """Grade the job of every line of ``requests`` (JSON: :func:`grade_job`'s spec plus ``cwd``
+    and ``tmp``), answering each with a line on ``replies`` once its files are written; return
+    at the end of ``requests``. A grader failure that escapes ``grade_job`` ends the process:
+    the batch reports that job as a crash and starts a new process for the next."""
+    home = os.getcwd()
+    for count, line in enumerate(requests, 1):
+        spec = json.loads(line)
+        os.environ["TMPDIR"] = spec["tmp"]
+        tempfile.tempdir = spec["tmp"]  # tempfile caches its choice: set it, not only the env
+        os.chdir(spec["cwd"])
+        try:
+            grade_job(spec)
+        finally:
+            os.chdir(home)
+            sys.stdout.flush()
+            sys.stderr.flush()
+        replies.write(json.dumps({"done": count}) + "\n")
+        replies.flush()
+    return 0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    if argv[:1] == ["--serve"]:
+        with os.fdopen(int(argv[1]), "w", encoding="utf-8") as replies:
+            return serve(sys.stdin, replies)
+    grade_job(json.loads(Path(argv[0]).read_text(encoding="utf-8")))
     return 0
 
 

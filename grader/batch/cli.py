@@ -22,6 +22,9 @@ def add_parsers(sub, add_config: Callable[[argparse.ArgumentParser], None]) -> N
                    help="wall-clock limit per submission (default: limits.total_budget + 60)")
     b.add_argument("--only", action="append", default=None, help="run only this check id or file (repeatable)")
     b.add_argument("--budget", type=float, default=None, help="override each submission's total time budget (seconds)")
+    b.add_argument("--recycle", type=int, default=None, metavar="N",
+                   help="submissions one grading process grades before a new one replaces it "
+                        "(default 20; 1: a new process for every submission)")
     b.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     b.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_config(b)
@@ -38,6 +41,9 @@ def cmd_batch(args: argparse.Namespace, assignment) -> int:
     if args.jobs is not None and args.jobs < 1:
         print("error: --jobs must be at least 1", file=sys.stderr)
         return 2
+    if args.recycle is not None and args.recycle < 1:
+        print("error: --recycle must be at least 1", file=sys.stderr)
+        return 2
     if args.timeout is not None and args.timeout <= 0:
         print("error: --timeout must be positive", file=sys.stderr)
         return 2
@@ -52,6 +58,8 @@ def cmd_batch(args: argparse.Namespace, assignment) -> int:
         return 2
     options = BatchOptions(args.out, jobs=args.jobs, force=args.force, dask=args.dask, timeout=args.timeout,
                            only=args.only, budget=args.budget, progress=not args.no_progress, plots=not args.no_plots)
+    if args.recycle is not None:
+        options.recycle = args.recycle
     report = run_batch(args.input, assignment, options)
     print(report.summary, end="")
     failed = report.failures

@@ -28,7 +28,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 from grader.childenv import child_env
 
@@ -69,11 +69,19 @@ class JobResult:
     report_text: Optional[str] = None
     log_text: str = ""
     host: str = field(default_factory=socket.gethostname)
+    process: Optional[int] = None  # pid of the grading process that graded it (from its meta.json)
 
 
-def run_job(job: Job, stop: Optional[threading.Event] = None) -> JobResult:
-    """Grade one submission in a fresh process with a wall-clock limit. Never raises for a
-    submission's sake; ``stop`` (set by the batch on Ctrl-C) kills the grading promptly."""
+#: how a job's grading process is run: (job, absolute upload path, the job's temporary folder,
+#: stop flag, start time) -> JobResult. :func:`run_in_new_process` or a
+#: :class:`grader.batch.server.GradingServer`'s ``grade``
+Runner = Callable[[Job, Path, Path, Optional[threading.Event], float], JobResult]
+
+
+def run_job(job: Job, stop: Optional[threading.Event] = None, runner: Optional[Runner] = None) -> JobResult:
+    """Grade one submission in a grading process of its own (``runner``, default: a fresh one)
+    with a wall-clock limit. Never raises for a submission's sake; ``stop`` (set by the batch on
+    Ctrl-C) kills the grading promptly."""
     started = time.monotonic()
     scratch = job.scratch if job.scratch and os.path.isdir(job.scratch) else None
     work = Path(tempfile.mkdtemp(prefix="grader-batch-", dir=scratch))
@@ -91,7 +99,7 @@ def run_job(job: Job, stop: Optional[threading.Event] = None) -> JobResult:
                                  time.monotonic() - started)
         else:
             upload = Path(job.upload_path or job.upload_name)
-        return _run_child(job, upload.absolute(), work, stop, started)
+        return (runner or run_in_new_process)(job, upload.absolute(), work, stop, started)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -117,17 +125,30 @@ def _check_assignment(job: Job) -> str:
     return ""
 
 
-def _run_child(job: Job, upload: Path, work: Path, stop: Optional[threading.Event], started: float) -> JobResult:
-    out = work / "out"
-    tmp = work / "tmp"
+def job_spec(job: Job, upload: Path, work: Path) -> dict:
+    """What :func:`grader.batch.child.grade_job` needs, with the job's out/ and tmp/ folders made."""
+    out, tmp = work / "out", work / "tmp"
     out.mkdir()
     tmp.mkdir()
-    spec = {"upload": upload.name, "config": job.config, "only": job.only, "budget": job.budget,
-            "out": str(out), "title": job.title}
+    return {"upload": upload.name, "cwd": str(upload.parent), "config": job.config, "only": job.only,
+            "budget": job.budget, "out": str(out), "tmp": str(tmp), "title": job.title}
+
+
+def grading_env(cpus: Optional[int], **extra: str) -> dict[str, str]:
+    """The environment of a grading process: this checkout's code, no .pyc files written into
+    uploads, ``GRADER_CPUS`` when the batch splits the machine between its jobs."""
+    env = child_env(PYTHONDONTWRITEBYTECODE="1", **extra)
+    if cpus:
+        env["GRADER_CPUS"] = str(cpus)
+    return env
+
+
+def run_in_new_process(job: Job, upload: Path, work: Path, stop: Optional[threading.Event], started: float) -> JobResult:
+    """Grade in a new ``python -m grader.batch.child JOB.json`` (Dask tasks; ``--recycle 1``)."""
+    spec = job_spec(job, upload, work)
+    out = Path(spec["out"])
     (work / "job.json").write_text(json.dumps(spec), encoding="utf-8")
-    env = child_env(TMPDIR=str(tmp), PYTHONDONTWRITEBYTECODE="1")
-    if job.cpus:
-        env["GRADER_CPUS"] = str(job.cpus)
+    env = grading_env(job.cpus, TMPDIR=spec["tmp"])
     log_path = work / "child.log"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen([sys.executable, "-m", "grader.batch.child", str(work / "job.json")],
@@ -148,23 +169,29 @@ def _run_child(job: Job, upload: Path, work: Path, stop: Optional[threading.Even
             if ended:
                 kill_tree(proc)
                 break
-    seconds = time.monotonic() - started
-    log_text = _tail(log_path)
+    return outcome(job, out, _tail(log_path), proc.returncode, ended, time.monotonic() - started)
+
+
+def outcome(job: Job, out: Path, log_text: str, returncode: Optional[int], ended: Optional[str], seconds: float) -> JobResult:
+    """The :class:`JobResult` of a grading process that wrote (or should have written) its files
+    into ``out``: ``ended`` is "interrupted" or "timeout" when the batch stopped it, ``returncode``
+    None while the process lives on (a serving process that answered)."""
     if ended == "interrupted":
         return JobResult(job.name, "interrupted", "the batch was stopped", seconds, log_text=log_text)
     if ended == "timeout":
         return JobResult(job.name, "timeout", f"timed out: grading took longer than {job.timeout:g} s and was stopped",
                          seconds, log_text=log_text)
     results, meta = out / "results.json", out / "meta.json"
-    if proc.returncode != 0 or not results.is_file() or not meta.is_file():
+    if returncode not in (0, None) or not results.is_file() or not meta.is_file():
         last = [line for line in log_text.strip().splitlines() if line.strip()][-1:] or [""]
-        return JobResult(job.name, "crash", f"the grading process {_exit_words(proc.returncode)}"
+        return JobResult(job.name, "crash", f"the grading process {_exit_words(returncode)}"
                          + (f": {last[0][:200]}" if last[0] else ""), seconds, log_text=log_text)
     info = json.loads(meta.read_text(encoding="utf-8"))
     report = out / "report.md"
     return JobResult(job.name, info["status"], info.get("reason", ""), seconds,
                      results.read_text(encoding="utf-8"),
-                     report.read_text(encoding="utf-8") if report.is_file() else None, log_text)
+                     report.read_text(encoding="utf-8") if report.is_file() else None, log_text,
+                     process=info.get("pid"))
 
 
 def kill_tree(proc: subprocess.Popen) -> None:

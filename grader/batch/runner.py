@@ -14,6 +14,7 @@ the gradebook is written for what finished, and a re-run picks up where this one
 from __future__ import annotations
 
 import os
+import queue
 import sys
 import threading
 import time
@@ -26,6 +27,7 @@ from grader.batch import gradebook
 from grader.batch.fingerprint import assignment_fingerprint, grader_code_fingerprint
 from grader.batch.inputs import BatchInput, Upload, discover, pack, upload_digest
 from grader.batch.job import Job, JobResult, run_job
+from grader.batch.server import RECYCLE_JOBS, GradingServer
 from grader.batch.store import Record, is_done, out_name, write_outcome
 from grader.config import Assignment
 from grader.errors import GraderError
@@ -48,6 +50,9 @@ class BatchOptions:
     progress: bool = True
     plots: bool = True
     scratch: Optional[Path] = None  # where grading processes keep temporary files (node-local disk)
+    # local runs: submissions one grading process grades before it is replaced (1: a new
+    # process for every submission; see grader.batch.server)
+    recycle: int = RECYCLE_JOBS
     echo: Callable[[str], None] = field(default=lambda s: print(s, file=sys.stderr))
 
 
@@ -115,7 +120,7 @@ def run_batch(input_path: Path | str, assignment: Assignment, options: BatchOpti
         if res.status == "interrupted":
             return
         rec = Record(up.name, res.status, res.reason, digest, fingerprint, timeout, round(res.seconds, 3), None, None,
-                     res.host, submitters=[s.__dict__ for s in up.submitters], gradescope=up.gradescope, upload=str(up.path.absolute()))
+                     res.host, submitters=[s.__dict__ for s in up.submitters], gradescope=up.gradescope, upload=str(up.path.absolute()), process=res.process)
         write_outcome(out / out_name(up.name), res, planned, rec)
         report.graded.append(up.name)
         if res.status in FAILED:
@@ -131,7 +136,7 @@ def run_batch(input_path: Path | str, assignment: Assignment, options: BatchOpti
             if options.dask is not None:
                 _run_dask(jobs, options.dask, record)
             else:
-                _run_local(jobs, options.jobs or available_cpus(), record)
+                _run_local(jobs, options.jobs or available_cpus(), record, options.scratch, options.recycle)
     except KeyboardInterrupt:
         report.interrupted = True
     finally:
@@ -170,21 +175,35 @@ def _progress(total: int, enabled: bool):
     return tqdm(total=total, unit="sub", desc="grading", file=sys.stderr, dynamic_ncols=True, smoothing=0.1)
 
 
-def _run_local(jobs: list[Job], workers: int, record: Callable[[JobResult], None]) -> None:
-    """A thread per slot; each thread only waits on its own grading process, so threads are
-    enough and Ctrl-C reaches the main thread, which stops and kills everything running."""
+def _run_local(jobs: list[Job], workers: int, record: Callable[[JobResult], None],
+               scratch: Optional[Path] = None, recycle: int = RECYCLE_JOBS) -> None:
+    """A thread per slot, each with its grading process (:class:`GradingServer`, kept across
+    the slot's submissions); a thread only waits on its process, so threads are enough and
+    Ctrl-C reaches the main thread, which stops and kills everything running."""
     from grader.cpus import available_cpus as usable_cpus
 
     stop = threading.Event()
     share = max(1, usable_cpus() // max(1, workers))  # the machine is split between the slots
     pending = [replace(job, cpus=job.cpus or share) for job in reversed(jobs)]
+    idle = queue.SimpleQueue()
+    servers = [GradingServer(Path(scratch) if scratch else None, share, recycle) for _ in range(max(1, workers))]
+    for server in servers:
+        idle.put(server)
+
+    def run_on_a_server(job: Job) -> JobResult:
+        server = idle.get_nowait()  # never empty: at most `workers` jobs run at once
+        try:
+            return run_job(job, stop, server.grade)
+        finally:
+            idle.put(server)
+
     running: dict[Future, str] = {}
     pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="grade")
     try:
         while pending or running:
             while pending and len(running) < workers:
                 job = pending.pop()
-                running[pool.submit(run_job, job, stop)] = job.name
+                running[pool.submit(run_on_a_server, job)] = job.name
             done, _ = wait(list(running), timeout=0.5, return_when=FIRST_COMPLETED)
             for fut in done:
                 name = running.pop(fut)
@@ -194,10 +213,12 @@ def _run_local(jobs: list[Job], workers: int, record: Callable[[JobResult], None
                     res = JobResult(name, "crash", f"the batch could not run this job: {type(exc).__name__}: {exc}")
                 record(res)
     except BaseException:
-        stop.set()  # every run_job kills its grading process within POLL_SECONDS
+        stop.set()  # every running job kills its grading process within POLL_SECONDS
         raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+        for server in servers:
+            server.close()
 
 
 def _run_dask(jobs: list[Job], scheduler: Any, record: Callable[[JobResult], None]) -> None:

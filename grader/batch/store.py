@@ -46,6 +46,7 @@ class Record:
     submitters: list[dict] = field(default_factory=list)
     gradescope: dict = field(default_factory=dict)
     upload: str = ""
+    process: Optional[int] = None  # pid of the grading process (local runs keep one for many submissions)
 
 
 def out_name(name: str) -> str:

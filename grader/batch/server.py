@@ -1,0 +1,177 @@
+"""A grading process kept across the submissions of one local batch slot.
+
+:func:`grader.batch.job.run_job` with :meth:`GradingServer.grade` as its runner: the job's
+folder, fingerprint check and wall-clock limit are the same as with a fresh process per
+submission; only the process is reused. It is ``python -m grader.batch.child --serve FD``:
+job specs go down its stdin, one JSON line each, and it answers each on its own pipe (FD)
+once the job's results.json, report.md and meta.json are written. Its stdout and stderr go to
+one log file; a job's log is what was appended while the job ran.
+
+Why (bench/run.py, README "Benchmarks"): a new grading process per submission spent ~1.5 s of
+CPU on the interpreter, ``import torch``, the check kinds and the PROPS test set before
+grading anything, a sixth of a submission's CPU; the batch is CPU-bound, so that was a sixth
+of its throughput. Why it is safe: see :mod:`grader.batch.child`.
+
+A process is replaced, never repaired: after a timeout or a stop it is killed with everything
+it started (:func:`grader.batch.job.kill_tree`); when it dies on its own the job is a crash;
+and after ``recycle`` jobs it is closed, so nothing a long batch accumulates in one process
+(memory, file descriptors) outlives that many submissions. The next job starts a new one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Optional
+
+from grader.batch.job import POLL_SECONDS, Job, JobResult, grading_env, job_spec, kill_tree, outcome
+
+#: jobs one grading process serves before it is replaced (``grader batch --recycle``)
+RECYCLE_JOBS = 20
+#: how long a closed process may take to finish on its own before it is killed
+CLOSE_SECONDS = 10.0
+
+
+class GradingServer:
+    """One slot's grading process, started on its first job. Not thread-safe: one job at a time."""
+
+    def __init__(self, scratch: Optional[Path] = None, cpus: Optional[int] = None, recycle: int = RECYCLE_JOBS):
+        self.scratch = scratch
+        self.cpus = cpus
+        self.recycle = max(1, int(recycle))
+        self.proc: Optional[subprocess.Popen] = None
+        self.home: Optional[Path] = None  # the process's own folder: its cwd, TMPDIR and log
+        self.replies = None  # our end of its answer pipe
+        self._pending = b""  # what was read of it past the last answer line
+        self.served = 0  # jobs answered by the current process
+        self.started = 0  # processes started, in all
+
+    # ------------------------------------------------------------------ the runner
+
+    def grade(self, job: Job, upload: Path, work: Path, stop: Optional[threading.Event], started: float) -> JobResult:
+        """:data:`grader.batch.job.Runner`: grade ``upload`` in this slot's process."""
+        if self.proc is not None and job.cpus != self.cpus:
+            self.close()  # GRADER_CPUS is read once per process
+        self.cpus = job.cpus
+        if self.proc is None:
+            self._start()
+        log_start = self._log_size()
+        spec = job_spec(job, upload, work)
+        ended, answered, gone = None, False, False
+        try:
+            self.proc.stdin.write((json.dumps(spec) + "\n").encode("utf-8"))
+            self.proc.stdin.flush()
+        except OSError:  # it died before the job reached it
+            pass
+        deadline = started + job.timeout
+        while not (answered or gone):
+            if stop is not None and stop.is_set():
+                ended = "interrupted"
+            elif time.monotonic() > deadline:
+                ended = "timeout"
+            if ended:
+                kill_tree(self.proc)
+                break
+            state = self._answer(POLL_SECONDS)
+            answered, gone = state == "done", state == "gone"
+        if gone:  # it closed its answer pipe without answering: dying (a crash); make sure
+            try:
+                self.proc.wait(timeout=CLOSE_SECONDS)
+            except subprocess.TimeoutExpired:
+                kill_tree(self.proc)
+        log_text = self._log_since(log_start)
+        returncode = None if answered else self.proc.poll()
+        result = outcome(job, Path(spec["out"]), log_text, returncode, ended, time.monotonic() - started)
+        if answered:
+            self.served += 1
+        if not answered or self.served >= self.recycle:
+            self.close()
+        return result
+
+    # ------------------------------------------------------------------ the process
+
+    def _start(self) -> None:
+        self.home = Path(tempfile.mkdtemp(prefix="grader-server-", dir=self.scratch if self.scratch and self.scratch.is_dir() else None))
+        read_end, write_end = os.pipe()
+        try:
+            with open(self.home / "server.log", "ab") as log:
+                self.proc = subprocess.Popen(
+                    [sys.executable, "-m", "grader.batch.child", "--serve", str(write_end)],
+                    cwd=str(self.home), env=grading_env(self.cpus, TMPDIR=str(self.home)), stdin=subprocess.PIPE,
+                    stdout=log, stderr=subprocess.STDOUT, pass_fds=(write_end,), start_new_session=True)
+        except BaseException:
+            os.close(read_end)
+            raise
+        finally:
+            os.close(write_end)
+        self.replies = os.fdopen(read_end, "rb", buffering=0)
+        self._pending = b""
+        self.served = 0
+        self.started += 1
+
+    def _answer(self, timeout: float) -> str:
+        """Wait up to ``timeout`` for the answer line of the job in flight: "done", "wait"
+        (nothing yet) or "gone" (the process closed its end: it exited or is exiting)."""
+        ready, _, _ = select.select([self.replies], [], [], timeout)
+        if not ready:
+            return "wait"
+        chunk = self.replies.read(4096)
+        if not chunk:
+            return "gone"
+        self._pending += chunk
+        if b"\n" not in self._pending:
+            return "wait"
+        line, self._pending = self._pending.split(b"\n", 1)
+        try:
+            return "done" if "done" in json.loads(line) else "gone"
+        except ValueError:
+            return "gone"
+
+    def _log_size(self) -> int:
+        try:
+            return (self.home / "server.log").stat().st_size
+        except OSError:
+            return 0
+
+    def _log_since(self, offset: int) -> str:
+        from grader.batch.job import LOG_TAIL
+
+        try:
+            with open(self.home / "server.log", "rb") as fh:
+                fh.seek(offset)
+                data = fh.read()
+        except OSError:
+            return ""
+        return data[-LOG_TAIL:].decode("utf-8", "replace")
+
+    @property
+    def pid(self) -> Optional[int]:
+        return self.proc.pid if self.proc is not None else None
+
+    def close(self) -> None:
+        """End the process (it finishes on the end of its input; killed if it does not) and
+        remove its folder."""
+        proc, self.proc = self.proc, None
+        if proc is not None:
+            try:
+                proc.stdin.close()
+            except OSError:
+                pass
+            try:
+                proc.wait(timeout=CLOSE_SECONDS)
+            except subprocess.TimeoutExpired:
+                kill_tree(proc)
+        if self.replies is not None:
+            self.replies.close()
+            self.replies = None
+        if self.home is not None:
+            shutil.rmtree(self.home, ignore_errors=True)
+            self.home = None
