@@ -2,9 +2,10 @@
 
 Rooms: :mod:`~grader.batch.inputs` (what the INPUT holds, who submitted what, content hashes),
 :mod:`~grader.batch.fingerprint` (the assignment's hash, the other half of the resume key),
-:mod:`~grader.batch.job` (one submission in its own process with a wall-clock limit; the unit
-the local pool and Dask both run), :mod:`~grader.batch.child` (that process: ``grader run``'s
-code path), :mod:`~grader.batch.store` (the per-submission output folder and the resume rule),
+:mod:`~grader.batch.job` (one submission in a grading process with a wall-clock limit; the
+unit the local pool and Dask both run), :mod:`~grader.batch.server` (a local slot's grading
+process, kept across its submissions), :mod:`~grader.batch.child` (that process: ``grader
+run``'s code path), :mod:`~grader.batch.store` (the per-submission output folder and the resume rule),
 :mod:`~grader.batch.gradebook` (CSV, summary, plots), :mod:`~grader.batch.diff` (two runs
 compared) and :mod:`~grader.batch.runner` (the plan that ties them together).
 

@@ -63,6 +63,16 @@ def grade_job(spec: dict) -> None:
     (out / "meta.json").write_text(json.dumps(meta), encoding="utf-8")
 
 
+def warm_up() -> None:
+    """Import what every job needs (torch with the check kinds, the engine, the report) before
+    the first job arrives: the batch starts its processes while it reads the specs itself."""
+    import grader.engine  # noqa: F401
+    import grader.report  # noqa: F401
+    from grader.checks import register_shipped_kinds
+
+    register_shipped_kinds()
+
+
 def serve(requests, replies) -> int:
     """Grade the job of every line of ``requests`` (JSON: :func:`grade_job`'s spec plus ``cwd``
     and ``tmp``), answering each with a line on ``replies`` once its files are written; return
@@ -90,6 +100,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     if argv[:1] == ["--serve"]:
         with os.fdopen(int(argv[1]), "w", encoding="utf-8") as replies:
+            warm_up()
             return serve(sys.stdin, replies)
     grade_job(json.loads(Path(argv[0]).read_text(encoding="utf-8")))
     return 0

@@ -1,7 +1,9 @@
 """One submission's grading job: the unit the local pool and a Dask cluster both run.
 
-:func:`run_job` starts :mod:`grader.batch.child` (the same code path as ``grader run``) in a
-new session, waits for it with a wall-clock limit, and kills it together with everything it
+:func:`run_job` hands the job to a grading process running :mod:`grader.batch.child` (the same
+code path as ``grader run``): a new one per job (:func:`run_in_new_process`, Dask tasks) or a
+local slot's long-lived one (:class:`grader.batch.server.GradingServer`). Either is in a new
+session; the job waits for it with a wall-clock limit, and kills it together with everything it
 started (sandbox workers live in sessions of their own, so the whole process tree is frozen and
 killed, not only the child's group) when the limit passes or the batch is stopped. It never
 raises for anything a submission does: the :class:`JobResult` says ``ok``, ``unreadable``,
@@ -144,7 +146,7 @@ def grading_env(cpus: Optional[int], **extra: str) -> dict[str, str]:
 
 
 def run_in_new_process(job: Job, upload: Path, work: Path, stop: Optional[threading.Event], started: float) -> JobResult:
-    """Grade in a new ``python -m grader.batch.child JOB.json`` (Dask tasks; ``--recycle 1``)."""
+    """Grade in a new ``python -m grader.batch.child JOB.json`` (what a Dask task does)."""
     spec = job_spec(job, upload, work)
     out = Path(spec["out"])
     (work / "job.json").write_text(json.dumps(spec), encoding="utf-8")

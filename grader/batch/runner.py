@@ -27,7 +27,7 @@ from grader.batch import gradebook
 from grader.batch.fingerprint import assignment_fingerprint, grader_code_fingerprint
 from grader.batch.inputs import BatchInput, Upload, discover, pack, upload_digest
 from grader.batch.job import Job, JobResult, run_job
-from grader.batch.server import RECYCLE_JOBS, GradingServer
+from grader.batch.server import RECYCLE_JOBS, GradingServer, close_all
 from grader.batch.store import Record, is_done, out_name, write_outcome
 from grader.config import Assignment
 from grader.errors import GraderError
@@ -85,11 +85,6 @@ def run_batch(input_path: Path | str, assignment: Assignment, options: BatchOpti
     out = Path(options.out)
     out.mkdir(parents=True, exist_ok=True)
     batch: BatchInput = discover(input_path, out / ".input")
-    from grader.specs import load_specs  # imports torch: not needed by `grader batch --help`
-
-    planned = load_specs(assignment)
-    if options.only:
-        planned = [p for p in planned if p.spec.id in options.only or p.file in options.only]
     fingerprint = assignment_fingerprint(assignment, options.only, options.budget)
     timeout = float(options.timeout or (options.budget or assignment.config.limits.total_budget) + TIMEOUT_MARGIN)
     report = BatchReport(out, len(batch.uploads), ignored=batch.ignored)
@@ -108,6 +103,23 @@ def run_batch(input_path: Path | str, assignment: Assignment, options: BatchOpti
         options.echo(f"{len(report.skipped)} of {len(batch.uploads)} already graded with this upload and "
                      "assignment: skipped (use --force to regrade)")
 
+    # the local slots' grading processes start now, so their imports run while this process
+    # imports the specs (torch, ~1.5 s of one CPU): otherwise the batch's first seconds use one core
+    slots = _slots(options) if todo and options.dask is None else []
+    try:
+        return _grade(batch, todo, slots, assignment, fingerprint, timeout, options, report, started)
+    finally:
+        close_all(slots)
+
+
+def _grade(batch: BatchInput, todo: list, slots: list[GradingServer], assignment: Assignment, fingerprint: str,
+           timeout: float, options: BatchOptions, report: BatchReport, started: float) -> BatchReport:
+    from grader.specs import load_specs  # imports torch: not needed by `grader batch --help`
+
+    out = Path(options.out)
+    planned = load_specs(assignment)
+    if options.only:
+        planned = [p for p in planned if p.spec.id in options.only or p.file in options.only]
     by_name = {up.name: (up, digest) for up, digest in todo}
     jobs = [_job(up, assignment, fingerprint, timeout, options) for up, _ in todo]
 
@@ -136,7 +148,7 @@ def run_batch(input_path: Path | str, assignment: Assignment, options: BatchOpti
             if options.dask is not None:
                 _run_dask(jobs, options.dask, record)
             else:
-                _run_local(jobs, options.jobs or available_cpus(), record, options.scratch, options.recycle)
+                _run_local(jobs, slots, record)
     except KeyboardInterrupt:
         report.interrupted = True
     finally:
@@ -175,19 +187,32 @@ def _progress(total: int, enabled: bool):
     return tqdm(total=total, unit="sub", desc="grading", file=sys.stderr, dynamic_ncols=True, smoothing=0.1)
 
 
-def _run_local(jobs: list[Job], workers: int, record: Callable[[JobResult], None],
-               scratch: Optional[Path] = None, recycle: int = RECYCLE_JOBS) -> None:
+def _slots(options: BatchOptions) -> list[GradingServer]:
+    """One started grading process per local job slot, each given its share of the CPUs."""
+    from grader.cpus import available_cpus as usable_cpus
+
+    workers = max(1, options.jobs or available_cpus())
+    share = max(1, usable_cpus() // workers)  # the machine is split between the slots
+    scratch = Path(options.scratch) if options.scratch else None
+    slots = [GradingServer(scratch, share, options.recycle) for _ in range(workers)]
+    try:
+        for server in slots:
+            server.start()
+    except BaseException:
+        close_all(slots)
+        raise
+    return slots
+
+
+def _run_local(jobs: list[Job], slots: list[GradingServer], record: Callable[[JobResult], None]) -> None:
     """A thread per slot, each with its grading process (:class:`GradingServer`, kept across
     the slot's submissions); a thread only waits on its process, so threads are enough and
     Ctrl-C reaches the main thread, which stops and kills everything running."""
-    from grader.cpus import available_cpus as usable_cpus
-
     stop = threading.Event()
-    share = max(1, usable_cpus() // max(1, workers))  # the machine is split between the slots
-    pending = [replace(job, cpus=job.cpus or share) for job in reversed(jobs)]
+    workers = len(slots)
+    pending = [replace(job, cpus=job.cpus or slots[0].cpus) for job in reversed(jobs)]
     idle = queue.SimpleQueue()
-    servers = [GradingServer(Path(scratch) if scratch else None, share, recycle) for _ in range(max(1, workers))]
-    for server in servers:
+    for server in slots:
         idle.put(server)
 
     def run_on_a_server(job: Job) -> JobResult:
@@ -217,8 +242,7 @@ def _run_local(jobs: list[Job], workers: int, record: Callable[[JobResult], None
         raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
-        for server in servers:
-            server.close()
+        close_all(slots)  # not kept idle while the gradebook is written
 
 
 def _run_dask(jobs: list[Job], scheduler: Any, record: Callable[[JobResult], None]) -> None:

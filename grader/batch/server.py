@@ -51,6 +51,7 @@ class GradingServer:
         self.home: Optional[Path] = None  # the process's own folder: its cwd, TMPDIR and log
         self.replies = None  # our end of its answer pipe
         self._pending = b""  # what was read of it past the last answer line
+        self._log_mark = 0  # where the next job's part of the log starts
         self.served = 0  # jobs answered by the current process
         self.started = 0  # processes started, in all
 
@@ -61,9 +62,8 @@ class GradingServer:
         if self.proc is not None and job.cpus != self.cpus:
             self.close()  # GRADER_CPUS is read once per process
         self.cpus = job.cpus
-        if self.proc is None:
-            self._start()
-        log_start = self._log_size()
+        self.start()
+        log_start = self._log_mark  # what it printed since the last job (e.g. while starting) is this job's
         spec = job_spec(job, upload, work)
         ended, answered, gone = None, False, False
         try:
@@ -88,6 +88,7 @@ class GradingServer:
             except subprocess.TimeoutExpired:
                 kill_tree(self.proc)
         log_text = self._log_since(log_start)
+        self._log_mark = self._log_size()
         returncode = None if answered else self.proc.poll()
         result = outcome(job, Path(spec["out"]), log_text, returncode, ended, time.monotonic() - started)
         if answered:
@@ -98,7 +99,10 @@ class GradingServer:
 
     # ------------------------------------------------------------------ the process
 
-    def _start(self) -> None:
+    def start(self) -> None:
+        """Start the process if none is running (it imports what grading needs meanwhile)."""
+        if self.proc is not None:
+            return
         self.home = Path(tempfile.mkdtemp(prefix="grader-server-", dir=self.scratch if self.scratch and self.scratch.is_dir() else None))
         read_end, write_end = os.pipe()
         try:
@@ -114,6 +118,7 @@ class GradingServer:
             os.close(write_end)
         self.replies = os.fdopen(read_end, "rb", buffering=0)
         self._pending = b""
+        self._log_mark = 0
         self.served = 0
         self.started += 1
 
@@ -175,3 +180,16 @@ class GradingServer:
         if self.home is not None:
             shutil.rmtree(self.home, ignore_errors=True)
             self.home = None
+
+
+def close_all(servers: list[GradingServer]) -> None:
+    """Close several at once: each is told first, so their exits (~0.4 s each, mostly the
+    interpreter's shutdown) overlap instead of adding up at the end of the batch."""
+    for server in servers:
+        if server.proc is not None:
+            try:
+                server.proc.stdin.close()
+            except OSError:
+                pass
+    for server in servers:
+        server.close()
