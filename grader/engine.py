@@ -67,6 +67,10 @@ class GradeOptions:
     only: Optional[list[str]] = None  # check ids or files to run (for debugging a spec)
     #: where results.json goes (grade_to_file sets it): its folder is kept from student code
     results_path: Optional[Path] = None
+    #: built inputs and small reference outputs to reuse (CheckContext.memo): a process that
+    #: grades many submissions of ONE unchanged assignment passes the same dict to each
+    #: (grader.batch.child); None: a new one for this run
+    memo: Optional[dict] = None
 
 
 def sandbox_limits(assignment: Assignment, user: Optional[str] = None):
@@ -201,7 +205,8 @@ def _run_checks(planned: list[PlannedCheck], submission: Submission, assignment:
     with trusted_threads():
         reference = ReferenceModules(assignment.reference_dir)
         data = options.data_provider if options.data_provider is not None else props_provider(assignment)
-        ctx = CheckContext(assignment, submission, sandbox, reference, deadline, data)
+        ctx = CheckContext(assignment, submission, sandbox, reference, deadline, data,
+                           memo=options.memo if options.memo is not None else {})
         for checks in sandbox_groups(planned):
             sandbox.isolate()  # a process no other file's code has run in
             for check in checks:

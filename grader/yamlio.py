@@ -12,6 +12,10 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+#: libyaml's parser when PyYAML was built with it (the wheels are): the same documents, ~8x
+#: less CPU than the pure-Python one, which every grading run pays for the specs
+SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
 
 def read_yaml(path: Path, error_type: type[Exception]) -> Any:
     """Parse a YAML file, turning syntax errors into ``error_type`` with line and column."""
@@ -20,7 +24,7 @@ def read_yaml(path: Path, error_type: type[Exception]) -> Any:
     except OSError as exc:
         raise error_type(f"{path}: cannot read: {exc.strerror or exc}") from None
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=SAFE_LOADER)  # noqa: S506 - a safe loader
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1} column {mark.column + 1}" if mark else ""

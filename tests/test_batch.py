@@ -353,6 +353,38 @@ def test_a_grading_process_that_dies_is_replaced_for_the_next_submission(course,
     assert not (out / "s03_template" / "grader.log").exists()  # the dead process's log stays with its job
 
 
+def test_a_serving_process_reuses_reference_outputs_until_the_assignment_changes(course, klass, tmp_path, monkeypatch):
+    """Reference outputs depend only on the assignment: a serving process computes them for its
+    first submission and reuses them for the next, with the same results; an edit to the
+    reference (a new fingerprint) drops them."""
+    from grader.batch.child import SharedMemo, grade_job
+    from grader.reference import ReferenceModules
+
+    root = tmp_path / "course"
+    shutil.copytree(Path(course.path).parent, root)
+    calls = []
+    real = ReferenceModules.call
+    monkeypatch.setattr(ReferenceModules, "call", lambda self, *a, **k: calls.append(a[1]) or real(self, *a, **k))
+    shared = SharedMemo()
+
+    def job(i: int) -> tuple[dict, list]:
+        out = tmp_path / f"out{i}"
+        out.mkdir()
+        calls.clear()
+        grade_job({"upload": str(klass / "s01_reference"), "config": str(root / "grader.yaml"), "out": str(out),
+                   "only": ["two_loops_values", "predict_labels_values"], "budget": None, "title": ""}, shared)
+        return json.loads((out / "results.json").read_text()), list(calls)
+
+    first, calls1 = job(1)
+    second, calls2 = job(2)
+    assert calls1 and calls2 == [] and first["score"] == second["score"] > 0
+    assert normalized(first) == normalized(second)
+    knn = root / "reference" / "knn.py"
+    knn.write_text(knn.read_text() + "\n# edited\n")
+    third, calls3 = job(3)
+    assert calls3 == calls1 and normalized(third) == normalized(first)
+
+
 def test_summary_table_csv_and_plots(local_run):
     out, report, _ = local_run
     for name in ("totals_histogram.png", "check_pass_rates.png"):

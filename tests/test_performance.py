@@ -129,31 +129,54 @@ def test_shared_cases_are_built_and_referenced_once(assignment):
 
 
 def test_local_batch_splits_the_cpus_between_its_jobs(monkeypatch, tmp_path):
-    """--jobs N on C CPUs: each grading process gets GRADER_CPUS = C // N (at least 1)."""
-    from grader.batch import job as job_mod, runner
-    from grader.batch.job import Job, JobResult
+    """--jobs N on C CPUs: each slot's grading process gets GRADER_CPUS = C // N (at least 1);
+    a job's own fresh process (a Dask task) gets the job's share."""
+    from grader.batch import job as job_mod, runner, server as server_mod
+    from grader.batch.job import Job
 
     monkeypatch.setenv("GRADER_CPUS", "4")
-    seen = []
-    monkeypatch.setattr(runner, "run_job", lambda job, stop: seen.append(job) or JobResult(job.name, "ok"))
-    jobs = [Job(f"s{i}", f"s{i}", "dir", "/x/grader.yaml", "fp", 10.0) for i in range(3)]
-    runner._run_local(jobs, 2, lambda res: None)
-    assert sorted(j.cpus for j in seen) == [2, 2, 2]
-    seen.clear()
-    runner._run_local(jobs, 8, lambda res: None)
-    assert {j.cpus for j in seen} == {1}
-
-    captured = {}
+    envs = []
 
     class Popen:
         def __init__(self, cmd, env=None, **kw):
-            captured.update(env)
+            envs.append(env)
             raise OSError("not started (test)")
 
+    monkeypatch.setattr(server_mod.subprocess, "Popen", Popen)
     monkeypatch.setattr(job_mod.subprocess, "Popen", Popen)
+    for jobs, share in ((2, "2"), (8, "1"), (1, "4")):
+        with pytest.raises(OSError):
+            runner._slots(runner.BatchOptions(tmp_path / "out", jobs=jobs, scratch=tmp_path))
+        assert envs[-1]["GRADER_CPUS"] == share, jobs
+    assert [p.name for p in tmp_path.iterdir()] == []  # a slot that could not start leaves nothing
     with pytest.raises(OSError):
-        job_mod._run_child(Job("s", "s", "dir", "/x", "fp", 10.0, cpus=1), tmp_path / "up", tmp_path, None, 0.0)
-    assert captured.get("GRADER_CPUS") == "1"
+        job_mod.run_in_new_process(Job("s", "s", "dir", "/x", "fp", 10.0, cpus=1), tmp_path / "up", tmp_path, None, 0.0)
+    assert envs[-1]["GRADER_CPUS"] == "1"
+
+
+def test_batch_starts_its_grading_processes_before_reading_the_specs(monkeypatch, tmp_path, assignment):
+    """The order that overlaps the slots' torch imports with the batch's own; nothing is
+    started when every submission is already graded."""
+    import grader.specs
+    from grader.batch import runner
+    from grader.batch.job import JobResult
+    from grader.batch.server import GradingServer
+
+    events = []
+    real_load = grader.specs.load_specs
+    monkeypatch.setattr(GradingServer, "start", lambda self: events.append("start"))
+    monkeypatch.setattr(grader.specs, "load_specs", lambda a: events.append("load_specs") or real_load(a))
+    monkeypatch.setattr(runner, "run_job", lambda job, stop, grade: events.append("job") or JobResult(job.name, "ok"))
+    src = tmp_path / "input"
+    for name in ("a", "b", "c"):
+        (src / name).mkdir(parents=True)
+        (src / name / "knn.py").write_text("")
+    options = runner.BatchOptions(tmp_path / "out", jobs=2, progress=False, plots=False)
+    runner.run_batch(src, assignment, options)
+    assert events == ["start", "start", "load_specs", "job", "job", "job"]
+    events.clear()
+    report = runner.run_batch(src, assignment, options)
+    assert len(report.skipped) == 3 and "start" not in events and "job" not in events
 
 
 def test_large_inputs_are_not_copied_in_the_worker_and_still_checked(tmp_path):
@@ -509,3 +532,22 @@ def leftovers(x):
         assert call("second.py", "answer").value == "honest"
         assert call("second.py", "leftovers").value == (["first.py", "second.py"], [])
         assert len(sb.startup_times) == 1
+
+
+def test_specs_are_parsed_by_libyaml_with_the_same_documents():
+    """The C parser (when PyYAML has it) gives exactly what the pure-Python one gives for every
+    shipped spec and grader.yaml, at a fraction of the CPU each grading run spends on them."""
+    from pathlib import Path
+
+    import yaml
+
+    from grader import yamlio
+
+    if yaml.__with_libyaml__:
+        assert yamlio.SAFE_LOADER is yaml.CSafeLoader
+    repo = Path(__file__).resolve().parent.parent
+    files = sorted((repo / "test_specs").glob("*.yaml")) + [repo / "grader.yaml"]
+    assert len(files) > 3
+    for path in files:
+        text = path.read_text(encoding="utf-8")
+        assert yaml.load(text, Loader=yamlio.SAFE_LOADER) == yaml.load(text, Loader=yaml.SafeLoader), path

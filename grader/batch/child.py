@@ -10,7 +10,8 @@ without harming the other submissions. Besides results.json and the markdown rep
 Why a serving mode (:mod:`grader.batch.server` drives it): a new process per submission pays
 the interpreter start, ``import torch`` and the check kinds' imports (~1.5 s of CPU) and
 reloads the PROPS test set every time, a sixth of a submission's whole CPU cost. A serving
-process pays that once for many submissions. It is safe to keep: student code never runs
+process pays that once for many submissions, and keeps the reference outputs and built inputs
+(:class:`SharedMemo`) while the assignment's fingerprint stays the same. It is safe to keep: student code never runs
 here (it runs in the sandbox's workers, a new one per submission), so one submission can
 only reach the next through the grader's own state, which the batch tests compare against
 one-by-one grading. The assignment is reloaded for every job, so an edit between two jobs is
@@ -41,7 +42,25 @@ def status_of(run) -> tuple[str, str]:
     return "ok", ""
 
 
-def grade_job(spec: dict) -> None:
+class SharedMemo:
+    """The reference outputs and built inputs a serving process reuses across submissions
+    (``GradeOptions.memo``): they depend only on the assignment (reference code, specs, seeds),
+    so they are kept while its fingerprint stays the same and dropped the moment it changes."""
+
+    def __init__(self) -> None:
+        self.fingerprint: Optional[str] = None
+        self.memo: dict = {}
+
+    def for_assignment(self, assignment, only, budget) -> dict:
+        from grader.batch.fingerprint import assignment_fingerprint
+
+        fingerprint = assignment_fingerprint(assignment, only, budget)
+        if fingerprint != self.fingerprint:
+            self.fingerprint, self.memo = fingerprint, {}
+        return self.memo
+
+
+def grade_job(spec: dict, shared: Optional[SharedMemo] = None) -> None:
     """Grade ``spec["upload"]`` (relative to the working directory, so messages show only the
     upload's own name) and write results.json, report.md and meta.json into ``spec["out"]``."""
     from grader.config import load_config
@@ -50,13 +69,16 @@ def grade_job(spec: dict) -> None:
     from grader.report import markdown
 
     out = Path(spec["out"])
-    assignment, error = None, None
+    assignment, error, memo = None, None, None
     try:
         assignment = load_config(spec["config"])
     except ConfigError as exc:
         error = str(exc)
+    if assignment is not None and shared is not None:
+        memo = shared.for_assignment(assignment, spec.get("only"), spec.get("budget"))
     run = grade_to_file(spec["upload"], assignment, out / "results.json",
-                        GradeOptions(total_budget=spec.get("budget"), only=spec.get("only")), config_error=error)
+                        GradeOptions(total_budget=spec.get("budget"), only=spec.get("only"), memo=memo),
+                        config_error=error)
     (out / "report.md").write_text(markdown(run, spec.get("title") or ""), encoding="utf-8")
     status, reason = status_of(run)
     meta = {"status": status, "reason": reason, "seconds": round(run.seconds, 3), "pid": os.getpid()}
@@ -66,6 +88,7 @@ def grade_job(spec: dict) -> None:
 def warm_up() -> None:
     """Import what every job needs (torch with the check kinds, the engine, the report) before
     the first job arrives: the batch starts its processes while it reads the specs itself."""
+    import grader.batch.fingerprint  # noqa: F401
     import grader.engine  # noqa: F401
     import grader.report  # noqa: F401
     from grader.checks import register_shipped_kinds
@@ -79,13 +102,14 @@ def serve(requests, replies) -> int:
     at the end of ``requests``. A grader failure that escapes ``grade_job`` ends the process:
     the batch reports that job as a crash and starts a new process for the next."""
     home = os.getcwd()
+    shared = SharedMemo()
     for count, line in enumerate(requests, 1):
         spec = json.loads(line)
         os.environ["TMPDIR"] = spec["tmp"]
         tempfile.tempdir = spec["tmp"]  # tempfile caches its choice: set it, not only the env
         os.chdir(spec["cwd"])
         try:
-            grade_job(spec)
+            grade_job(spec, shared)
         finally:
             os.chdir(home)
             sys.stdout.flush()
