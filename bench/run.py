@@ -1,6 +1,6 @@
 """Benchmark: what grading costs against doing the same work bare, and memory under the limit.
 
-    python bench/run.py                 # the shipped assignment, 3 repeats, batch of 8 (~15-25 min)
+    python bench/run.py                 # the shipped assignment, 3 repeats, batch of 16 (~5-10 min here)
     python bench/run.py --readme        # ... and write the table into README's bench section
     python bench/run.py --quick         # one spec file, one repeat, batch of 2 (a smoke test)
 
@@ -18,7 +18,9 @@ stand-in unless grader.yaml points at real PROPS; real shapes), it measures:
 - **peer**: ``bench/peer_unittest.py``, a gradescope-utils-style unittest suite with the same
   checks, student code imported in-process.
 - time per check (results.json ``extra_data.seconds``; bare and peer per check alongside);
-- **batch**: ``grader batch --jobs 2`` on N copies: submissions per minute, against
+- **batch**: ``grader batch --jobs 2`` on N copies (default 16: a class is hundreds, and the
+  start-up (each slot's first submission also pays its process's imports) weighs on a few
+  copies): submissions per minute, against
   ``cores x`` the single-submission rate.
 
 How memory is measured: a sampler thread sums the RSS of the tree (``psutil``: the process and
@@ -440,7 +442,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--quick", action="store_true", help=f"smoke test: only {QUICK_ONLY}, 1 repeat, a batch of 2")
     ap.add_argument("--only", action="append", default=None, help="only these check ids / files (as grader run --only)")
     ap.add_argument("--repeat", type=int, default=None, help="interleaved repeats of grader run / bare / peer (default 3)")
-    ap.add_argument("--batch", type=int, default=None, help="copies graded by grader batch (default 8; 0 = skip)")
+    ap.add_argument("--batch", type=int, default=None, help="copies graded by grader batch (default 16; 0 = skip)")
     ap.add_argument("--batch-repeat", type=int, default=1)
     ap.add_argument("--jobs", type=int, default=2, help="grader batch --jobs (default 2)")
     ap.add_argument("--no-peer", action="store_true", help="skip the unittest peer")
@@ -459,7 +461,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     if args.bare_one_thread is None:
         args.bare_one_thread = not args.quick
     args.repeat = args.repeat or 3
-    args.batch = 8 if args.batch is None else args.batch
+    args.batch = 16 if args.batch is None else args.batch
 
     def log(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
