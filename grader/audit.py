@@ -288,7 +288,7 @@ def run_jobs(jobs: list[dict], n: int, done: Callable[[dict], None]) -> None:
     import subprocess
     import threading
 
-    from grader.childenv import child_env
+    from grader.childenv import child_env, module_command
     from grader.cpus import THREAD_ENV_VARS, available_cpus
 
     env = child_env(**{var: str(max(1, available_cpus() // n)) for var in THREAD_ENV_VARS})
@@ -307,7 +307,7 @@ def run_jobs(jobs: list[dict], n: int, done: Callable[[dict], None]) -> None:
                 except queue.Empty:
                     return
                 if proc is None or proc.poll() is not None:
-                    proc = subprocess.Popen([sys.executable, "-m", "grader.audit", "--worker"], stdin=subprocess.PIPE,
+                    proc = subprocess.Popen(module_command("grader.audit", "--worker"), stdin=subprocess.PIPE,
                                             stdout=subprocess.PIPE, env=env, text=True, encoding="utf-8")
                 assert proc.stdin and proc.stdout
                 try:
@@ -557,4 +557,7 @@ def cmd_audit(args: Any, assignment: Assignment) -> int:
 
 if __name__ == "__main__":  # pragma: no cover - the worker side of run_jobs
     if sys.argv[1:] == ["--worker"]:
+        from grader.childenv import drop_unsafe_path
+
+        drop_unsafe_path()  # started with -P where Python has it; this covers 3.10
         _worker_loop()

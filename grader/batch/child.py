@@ -120,6 +120,9 @@ def serve(requests, replies) -> int:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    from grader.childenv import drop_unsafe_path
+
+    drop_unsafe_path()  # started with -P where Python has it; this covers 3.10
     argv = list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     if argv[:1] == ["--serve"]:

@@ -56,6 +56,10 @@ def cmd_batch(args: argparse.Namespace, assignment) -> int:
     except ImportError:
         print(f"error: {EXTRA_HINT}", file=sys.stderr)
         return 2
+    from grader.cli import isolation_note
+
+    # as `grader run` says it: whom student code runs as (and "reduced isolation" when it is)
+    print(isolation_note(assignment, None)[0], file=sys.stderr)
     options = BatchOptions(args.out, jobs=args.jobs, force=args.force, dask=args.dask, timeout=args.timeout,
                            only=args.only, budget=args.budget, progress=not args.no_progress, plots=not args.no_plots)
     if args.recycle is not None:

@@ -24,7 +24,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -32,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
-from grader.childenv import child_env
+from grader.childenv import child_env, module_command
 
 LOG_TAIL = 20_000
 POLL_SECONDS = 0.1
@@ -153,7 +152,7 @@ def run_in_new_process(job: Job, upload: Path, work: Path, stop: Optional[thread
     env = grading_env(job.cpus, TMPDIR=spec["tmp"])
     log_path = work / "child.log"
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "grader.batch.child", str(work / "job.json")],
+        proc = subprocess.Popen(module_command("grader.batch.child", str(work / "job.json")),
                                 cwd=str(upload.parent), env=env, stdin=subprocess.DEVNULL, stdout=log,
                                 stderr=subprocess.STDOUT, start_new_session=True)
         deadline = started + job.timeout

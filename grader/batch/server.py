@@ -25,13 +25,13 @@ import os
 import select
 import shutil
 import subprocess
-import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 from typing import Optional
 
+from grader.childenv import module_command
 from grader.batch.job import POLL_SECONDS, Job, JobResult, grading_env, job_spec, kill_tree, outcome
 
 #: jobs one grading process serves before it is replaced (``grader batch --recycle``)
@@ -65,6 +65,7 @@ class GradingServer:
         self.start()
         log_start = self._log_mark  # what it printed since the last job (e.g. while starting) is this job's
         spec = job_spec(job, upload, work)
+        pid = self.proc.pid
         ended, answered, gone = None, False, False
         try:
             self.proc.stdin.write((json.dumps(spec) + "\n").encode("utf-8"))
@@ -91,6 +92,7 @@ class GradingServer:
         self._log_mark = self._log_size()
         returncode = None if answered else self.proc.poll()
         result = outcome(job, Path(spec["out"]), log_text, returncode, ended, time.monotonic() - started)
+        result.process = result.process or pid  # also the process that was stopped or died with it
         if answered:
             self.served += 1
         if not answered or self.served >= self.recycle:
@@ -108,7 +110,7 @@ class GradingServer:
         try:
             with open(self.home / "server.log", "ab") as log:
                 self.proc = subprocess.Popen(
-                    [sys.executable, "-m", "grader.batch.child", "--serve", str(write_end)],
+                    module_command("grader.batch.child", "--serve", str(write_end)),
                     cwd=str(self.home), env=grading_env(self.cpus, TMPDIR=str(self.home)), stdin=subprocess.PIPE,
                     stdout=log, stderr=subprocess.STDOUT, pass_fds=(write_end,), start_new_session=True)
         except BaseException:
