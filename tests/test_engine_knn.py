@@ -193,3 +193,28 @@ def test_broken_spec_is_an_internal_error_row_not_a_student_failure(tmp_path, as
     rows = rows_by_id(run)
     assert rows["best_k"].internal_error and "Internal grading error" in rows["best_k"].output
     assert rows["two_loops_values"].passed
+
+
+def test_notebook_saved_with_an_error_cell_passes_and_says_where(tmp_path, assignment, reference_submission):
+    """The course grades that the notebook has been run; a saved traceback costs nothing but is
+    pointed out, with the cell and the exception, so the student can fix and re-run it."""
+    import nbformat
+
+    path = reference_submission / "knn.ipynb"
+    nb = nbformat.reads(path.read_text(), as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    code[1].outputs = [nbformat.v4.new_output("error", ename="NameError", evalue="name 'x_train' is not defined",
+                                              traceback=["..."])]
+    code[1].execution_count = 2
+    path.write_text(nbformat.writes(nb))
+    run, doc = grade_dir(reference_submission, assignment, tmp_path, only=["knn.ipynb"])
+    (verdict,) = run.verdicts
+    assert verdict.passed and verdict.score == verdict.max_score
+    assert "1 code cell(s) saved with an error, first code cell 2 (NameError: name 'x_train' is not defined)" in verdict.output
+    clean = reference_submission.parent / "clean"
+    clean.mkdir()
+    from grader.examples import assemble_reference_submission
+
+    assemble_reference_submission(assignment, clean)
+    run, _ = grade_dir(clean, assignment, tmp_path / "c", only=["knn.ipynb"])
+    assert run.verdicts[0].passed and "saved with an error" not in run.verdicts[0].output

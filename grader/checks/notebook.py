@@ -36,10 +36,28 @@ def run_notebook(spec: NotebookCheck, ctx: CheckContext) -> list[CaseResult]:
     ran = [c for c in code if c.get("execution_count") is not None or c.get("outputs")]
     if len(ran) >= spec.min_executed_cells:
         return [CaseResult("valid notebook", True, 1.0, f"{spec.file} is a valid notebook with {len(code)} code cells."),
-                CaseResult("executed", True, 1.0, f"{len(ran)} of {len(code)} code cells have been executed.")]
+                CaseResult("executed", True, 1.0, f"{len(ran)} of {len(code)} code cells have been executed." + _errors_note(code))]
     # a valid but never-run notebook is what every student downloads with the starter code:
     # it earns nothing, or the untouched starter would score points
     why = (f"only {len(ran)} of {len(code)} code cells have been executed (need at least {spec.min_executed_cells}). "
            "Run all cells (Runtime > Run all) and save before downloading.")
     return [CaseResult("valid notebook", False, 1.0, f"{spec.file} is a valid notebook, but no credit until it has been run: {why}"),
             CaseResult("executed", False, 1.0, why)]
+
+
+def _errors_note(code: list) -> str:
+    """Code cells whose saved outputs end in an exception. The course grades that a notebook
+    has been run, not that it ran cleanly, so this costs nothing; but a student whose saved
+    notebook shows a traceback usually has not seen it, and the staff reading it will."""
+    failed = []
+    for number, cell in enumerate(code, 1):
+        for out in cell.get("outputs") or []:
+            if out.get("output_type") == "error":
+                failed.append((number, f"{out.get('ename', 'Error')}: {out.get('evalue', '')}".strip().rstrip(":")))
+                break
+    if not failed:
+        return ""
+    number, error = failed[0]
+    more = f" and {len(failed) - 1} more" if len(failed) > 1 else ""
+    return (f" Note (no points lost): {len(failed)} code cell(s) saved with an error, first code cell {number}"
+            f" ({error[:200]}){more}; fix it, re-run all cells and save, so the outputs show your results.")
