@@ -46,6 +46,10 @@ FILES = {
             import os
             os._exit(0)
 
+        def close_fds():
+            import os
+            os.closerange(3, 65536)
+
         def interrupt():
             raise KeyboardInterrupt
 
@@ -205,6 +209,7 @@ def test_infinite_loop_times_out_and_next_call_works(sandbox):
 @pytest.mark.parametrize("target, kind, words", [
     ("call_exit", "exit", "your code called exit() (code 0)"),
     ("call_os_exit", "exit", "your code ended the worker process with os._exit(0)"),
+    ("close_fds", "exit", "your code closed the worker's connection to the grader (file descriptors it did not open"),
     ("interrupt", "exception", "KeyboardInterrupt"),
     ("segfault", "crash", "the worker process was killed by signal SIGSEGV (segmentation fault)"),
 ])

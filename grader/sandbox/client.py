@@ -36,7 +36,7 @@ from typing import Any, Optional, Sequence
 from . import isolation as isolation_mod, limits as limits_mod
 from .limits import SandboxLimits
 from .messages import FAILURE_KINDS, RESTART_KINDS, CallOutcome, CallRequest, EncodingError, Failure
-from .protocol import FrameTimeout, PeerClosed, ProtocolError, enlarge_pipe, read_frame, write_frame
+from .protocol import LOST_PIPES_EXIT, FrameTimeout, PeerClosed, ProtocolError, enlarge_pipe, read_frame, write_frame
 from .refs import StudentRef
 
 
@@ -924,6 +924,9 @@ class Sandbox:
         code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else status
         if code == 70 and "internal worker error" in cap_output(self._err_fd, 20_000):
             return Failure("protocol", "internal grading error: the worker failed (see its stderr)")
+        if code == LOST_PIPES_EXIT:
+            return Failure("exit", "your code closed the worker's connection to the grader (file descriptors it "
+                                   "did not open, e.g. os.closerange(3, ...) or os.close(n)); close only files you opened")
         return Failure("exit", f"your code ended the worker process with os._exit({code})")
 
 

@@ -33,6 +33,12 @@ class PeerClosed(ProtocolError):
     """The other end closed the pipe or its process died."""
 
 
+#: the worker's exit status when its own ends of the pipes were closed under it (student code
+#: closing file descriptors it did not open, e.g. ``os.closerange(3, 1024)``): sysexits'
+#: EX_IOERR, so the client can say that instead of "os._exit(0)"
+LOST_PIPES_EXIT = 74
+
+
 class FrameTimeout(ProtocolError):
     """The deadline passed before the frame was completely read or written."""
 

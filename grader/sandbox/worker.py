@@ -37,6 +37,7 @@ import math
 import os
 import random
 import signal
+import stat
 import struct
 import sys
 import time
@@ -51,7 +52,7 @@ from . import callables, limits as limits_mod, ops, seccomp
 from .encoding import EncodingError, Named, TensorView, decode, encode_parts, transport_dtype
 from .limits import SandboxLimits
 from .ops import MissingTarget, OpError, StudentImportError
-from .protocol import PeerClosed, ProtocolError, read_exact, read_frame_header, write_frame
+from .protocol import LOST_PIPES_EXIT, PeerClosed, ProtocolError, read_exact, read_frame_header, write_frame
 from .refs import CallableRef, StudentRef
 
 #: default size limit of one message (inputs or results); the client passes its own
@@ -791,8 +792,10 @@ def _serve(worker: Worker) -> None:
     try:
         worker.serve()
     except (PeerClosed, BrokenPipeError):
-        os._exit(0)
+        os._exit(LOST_PIPES_EXIT if _pipes_closed(worker) else 0)
     except BaseException:
+        if _pipes_closed(worker):  # e.g. EBADF reading the next request
+            os._exit(LOST_PIPES_EXIT)
         try:
             worker.stderr.write("internal worker error:\n" + traceback.format_exc())
             worker.stderr.flush()
@@ -860,3 +863,15 @@ def main(cfg: dict) -> None:
     if error:
         os._exit(2)
     serve_from_template(worker)
+
+
+def _pipes_closed(worker: Worker) -> bool:
+    """Were this process's own ends of the request/response pipes closed (by student code),
+    rather than the client's ends (the client went away)?"""
+    for fd in (worker.req_fd, worker.resp_fd):
+        try:
+            if not stat.S_ISFIFO(os.fstat(fd).st_mode):  # closed, then the number reused by a file
+                return True
+        except OSError:
+            return True
+    return False
