@@ -686,3 +686,16 @@ def test_without_dash_p_the_working_directory_is_still_dropped_from_sys_path(tmp
 
     done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=child_env(), capture_output=True, text=True)
     assert "No module named 'planted_by_a_student'" in done.stderr, done.stderr
+
+
+def test_recycle_option_reaches_the_batch_and_is_checked(tmp_path, course, monkeypatch, capsys):
+    import grader.batch as batch_pkg
+    from grader.batch.runner import RECYCLE_JOBS, BatchReport
+
+    seen = []
+    monkeypatch.setattr(batch_pkg, "run_batch", lambda src, a, options: seen.append(options) or BatchReport(options.out, 0))
+    base = ["batch", str(tmp_path), "--out", str(tmp_path / "out"), "--config", str(course.path), "--no-progress"]
+    assert main(base + ["--recycle", "0"]) == 2
+    assert "--recycle must be at least 1" in capsys.readouterr().err and not seen
+    assert main(base + ["--recycle", "3"]) == 0 and seen[-1].recycle == 3
+    assert main(base) == 0 and seen[-1].recycle == RECYCLE_JOBS == 20
