@@ -81,7 +81,7 @@ def grade_job(spec: dict, shared: Optional[SharedMemo] = None) -> None:
                         config_error=error)
     (out / "report.md").write_text(markdown(run, spec.get("title") or ""), encoding="utf-8")
     status, reason = status_of(run)
-    meta = {"status": status, "reason": reason, "seconds": round(run.seconds, 3), "pid": os.getpid()}
+    meta = {"status": status, "reason": reason, "seconds": round(run.seconds, 3)}
     (out / "meta.json").write_text(json.dumps(meta), encoding="utf-8")
 
 

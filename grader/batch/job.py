@@ -54,9 +54,9 @@ class Job:
     payload: Optional[bytes] = None  # or recreate the upload from these bytes (remote runs)
     scratch: Optional[str] = None  # parent of the job's temporary folder (default: the system's)
     code_fingerprint: Optional[str] = None  # remote runs: the client's grader code, checked on the worker
-    # CPUs this job's grading process may use (its GRADER_CPUS); None: every CPU it sees. Local
-    # batches split the machine between their parallel jobs, so --jobs 2 on 2 CPUs does not run
-    # 2 x 2 torch threads
+    # CPUs a new grading process for this job may use (its GRADER_CPUS; run_in_new_process);
+    # None: every CPU it sees. A local slot's kept process has its own share (GradingServer.cpus),
+    # so --jobs 2 on 2 CPUs does not run 2 x 2 torch threads
     cpus: Optional[int] = None
 
 
@@ -70,7 +70,7 @@ class JobResult:
     report_text: Optional[str] = None
     log_text: str = ""
     host: str = field(default_factory=socket.gethostname)
-    process: Optional[int] = None  # pid of the grading process that graded it (from its meta.json)
+    process: Optional[int] = None  # pid of the grading process that graded it (or was stopped with it)
 
 
 #: how a job's grading process is run: (job, absolute upload path, the job's temporary folder,
@@ -163,36 +163,43 @@ def run_in_new_process(job: Job, upload: Path, work: Path, stop: Optional[thread
                 break
             except subprocess.TimeoutExpired:
                 pass
-            if stop is not None and stop.is_set():
-                ended = "interrupted"
-            elif time.monotonic() > deadline:
-                ended = "timeout"
+            ended = stop_reason(stop, deadline)
             if ended:
                 kill_tree(proc)
                 break
-    return outcome(job, out, _tail(log_path), proc.returncode, ended, time.monotonic() - started)
+    return outcome(job, out, log_tail(log_path), proc.returncode, ended, time.monotonic() - started, proc.pid)
 
 
-def outcome(job: Job, out: Path, log_text: str, returncode: Optional[int], ended: Optional[str], seconds: float) -> JobResult:
-    """The :class:`JobResult` of a grading process that wrote (or should have written) its files
-    into ``out``: ``ended`` is "interrupted" or "timeout" when the batch stopped it, ``returncode``
-    None while the process lives on (a serving process that answered)."""
+def stop_reason(stop: Optional[threading.Event], deadline: float) -> Optional[str]:
+    """Why a job's grading process must be stopped now: "interrupted" (the batch was stopped),
+    "timeout" (past the job's wall-clock deadline), or None."""
+    if stop is not None and stop.is_set():
+        return "interrupted"
+    if time.monotonic() > deadline:
+        return "timeout"
+    return None
+
+
+def outcome(job: Job, out: Path, log_text: str, returncode: Optional[int], ended: Optional[str], seconds: float,
+            process: int) -> JobResult:
+    """The :class:`JobResult` of grading process ``process``, which wrote (or should have written)
+    its files into ``out``: ``ended`` is what :func:`stop_reason` said when the batch stopped
+    it, ``returncode`` None while the process lives on (a serving process that answered)."""
     if ended == "interrupted":
-        return JobResult(job.name, "interrupted", "the batch was stopped", seconds, log_text=log_text)
+        return JobResult(job.name, "interrupted", "the batch was stopped", seconds, log_text=log_text, process=process)
     if ended == "timeout":
         return JobResult(job.name, "timeout", f"timed out: grading took longer than {job.timeout:g} s and was stopped",
-                         seconds, log_text=log_text)
+                         seconds, log_text=log_text, process=process)
     results, meta = out / "results.json", out / "meta.json"
     if returncode not in (0, None) or not results.is_file() or not meta.is_file():
         last = [line for line in log_text.strip().splitlines() if line.strip()][-1:] or [""]
         return JobResult(job.name, "crash", f"the grading process {_exit_words(returncode)}"
-                         + (f": {last[0][:200]}" if last[0] else ""), seconds, log_text=log_text)
+                         + (f": {last[0][:200]}" if last[0] else ""), seconds, log_text=log_text, process=process)
     info = json.loads(meta.read_text(encoding="utf-8"))
     report = out / "report.md"
     return JobResult(job.name, info["status"], info.get("reason", ""), seconds,
                      results.read_text(encoding="utf-8"),
-                     report.read_text(encoding="utf-8") if report.is_file() else None, log_text,
-                     process=info.get("pid"))
+                     report.read_text(encoding="utf-8") if report.is_file() else None, log_text, process=process)
 
 
 def kill_tree(proc: subprocess.Popen) -> None:
@@ -238,9 +245,12 @@ def _exit_words(code: Optional[int]) -> str:
     return f"exited with code {code}"
 
 
-def _tail(path: Path) -> str:
+def log_tail(path: Path, offset: int = 0) -> str:
+    """The last LOG_TAIL bytes of the log at ``path`` from ``offset`` on, as text."""
     try:
-        data = path.read_bytes()
+        with open(path, "rb") as fh:
+            fh.seek(offset)
+            data = fh.read()
     except OSError:
         return ""
     return data[-LOG_TAIL:].decode("utf-8", "replace")

@@ -210,7 +210,7 @@ def _run_local(jobs: list[Job], slots: list[GradingServer], record: Callable[[Jo
     Ctrl-C reaches the main thread, which stops and kills everything running."""
     stop = threading.Event()
     workers = len(slots)
-    pending = [replace(job, cpus=job.cpus or slots[0].cpus) for job in reversed(jobs)]
+    pending = list(reversed(jobs))
     idle = queue.SimpleQueue()
     for server in slots:
         idle.put(server)

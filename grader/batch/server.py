@@ -32,7 +32,8 @@ from pathlib import Path
 from typing import Optional
 
 from grader.childenv import module_command
-from grader.batch.job import POLL_SECONDS, Job, JobResult, grading_env, job_spec, kill_tree, outcome
+from grader.batch.job import (POLL_SECONDS, Job, JobResult, log_tail, grading_env, job_spec, kill_tree, outcome,
+                              stop_reason)
 
 #: jobs one grading process serves before it is replaced (``grader batch --recycle``)
 RECYCLE_JOBS = 20
@@ -41,7 +42,8 @@ CLOSE_SECONDS = 10.0
 
 
 class GradingServer:
-    """One slot's grading process, started on its first job. Not thread-safe: one job at a time."""
+    """One slot's grading process with its share of the CPUs (``cpus``: GRADER_CPUS), started by
+    :meth:`start` or on its first job. Not thread-safe: one job at a time."""
 
     def __init__(self, scratch: Optional[Path] = None, cpus: Optional[int] = None, recycle: int = RECYCLE_JOBS):
         self.scratch = scratch
@@ -53,15 +55,11 @@ class GradingServer:
         self._pending = b""  # what was read of it past the last answer line
         self._log_mark = 0  # where the next job's part of the log starts
         self.served = 0  # jobs answered by the current process
-        self.started = 0  # processes started, in all
 
     # ------------------------------------------------------------------ the runner
 
     def grade(self, job: Job, upload: Path, work: Path, stop: Optional[threading.Event], started: float) -> JobResult:
         """:data:`grader.batch.job.Runner`: grade ``upload`` in this slot's process."""
-        if self.proc is not None and job.cpus != self.cpus:
-            self.close()  # GRADER_CPUS is read once per process
-        self.cpus = job.cpus
         self.start()
         log_start = self._log_mark  # what it printed since the last job (e.g. while starting) is this job's
         spec = job_spec(job, upload, work)
@@ -74,10 +72,7 @@ class GradingServer:
             pass
         deadline = started + job.timeout
         while not (answered or gone):
-            if stop is not None and stop.is_set():
-                ended = "interrupted"
-            elif time.monotonic() > deadline:
-                ended = "timeout"
+            ended = stop_reason(stop, deadline)
             if ended:
                 kill_tree(self.proc)
                 break
@@ -88,11 +83,10 @@ class GradingServer:
                 self.proc.wait(timeout=CLOSE_SECONDS)
             except subprocess.TimeoutExpired:
                 kill_tree(self.proc)
-        log_text = self._log_since(log_start)
+        log_text = log_tail(self.home / "server.log", log_start)
         self._log_mark = self._log_size()
         returncode = None if answered else self.proc.poll()
-        result = outcome(job, Path(spec["out"]), log_text, returncode, ended, time.monotonic() - started)
-        result.process = result.process or pid  # also the process that was stopped or died with it
+        result = outcome(job, Path(spec["out"]), log_text, returncode, ended, time.monotonic() - started, pid)
         if answered:
             self.served += 1
         if not answered or self.served >= self.recycle:
@@ -122,7 +116,6 @@ class GradingServer:
         self._pending = b""
         self._log_mark = 0
         self.served = 0
-        self.started += 1
 
     def _answer(self, timeout: float) -> str:
         """Wait up to ``timeout`` for the answer line of the job in flight: "done", "wait"
@@ -147,21 +140,6 @@ class GradingServer:
             return (self.home / "server.log").stat().st_size
         except OSError:
             return 0
-
-    def _log_since(self, offset: int) -> str:
-        from grader.batch.job import LOG_TAIL
-
-        try:
-            with open(self.home / "server.log", "rb") as fh:
-                fh.seek(offset)
-                data = fh.read()
-        except OSError:
-            return ""
-        return data[-LOG_TAIL:].decode("utf-8", "replace")
-
-    @property
-    def pid(self) -> Optional[int]:
-        return self.proc.pid if self.proc is not None else None
 
     def close(self) -> None:
         """End the process (it finishes on the end of its input; killed if it does not) and
